@@ -26,6 +26,7 @@
 #define REPLICAFS_CLIENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -78,7 +79,11 @@ void brick_conn_close(struct brick_conn *bc, void (*done)(void *), void *arg);
 /*
  * Send request `op` with body req (the op's *_req struct).  Returns 0 and
  * calls cb exactly once later, or -ENOTCONN when not UP, -ENOMEM, -EINVAL
- * (the request does not encode); then cb is never called.
+ * (the request does not encode, or is HELLO/AUTH, which the connection does
+ * itself); then cb is never called.  req is copied except for a trailing
+ * bytes field (OP_WRITE's data): that payload is sent from the caller's
+ * memory without a copy and must stay valid and unchanged until cb runs.
+ * cb is never called from inside brick_call().
  */
 int brick_call(struct brick_conn *bc, uint16_t op, const void *req,
                brick_reply_cb cb, void *arg);
@@ -92,8 +97,11 @@ uint64_t brick_conn_rtt_us(const struct brick_conn *bc);
 uint32_t brick_conn_version(const struct brick_conn *bc);
 /* The brick's stamp uuid as sent in AUTH's reply. */
 void brick_conn_uuid(const struct brick_conn *bc, uint64_t *hi, uint64_t *lo);
-/* Last connection error (-errno) for messages; 0 if none. */
+/* Last connection error (-errno) for messages; 0 if none.  -EACCES after
+ * an authentication failure (bad brick MAC, or the brick said EACCES). */
 int brick_conn_last_error(const struct brick_conn *bc);
+/* Calls accepted and not yet called back (internal pings included). */
+size_t brick_conn_outstanding(const struct brick_conn *bc);
 
 /* ---- sequential helpers: run the loop until done ---- */
 

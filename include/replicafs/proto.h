@@ -21,7 +21,7 @@
  *   id               16 bytes: hi u64, lo u64
  *   time             i64 sec, u32 nsec (nsec < 1e9)
  *   attr             id, mode, nlink, uid, gid, rdev (u32 each), size u64,
- *                    blocks u64, atime, mtime, ctime (time each) = 84 bytes
+ *                    blocks u64, atime, mtime, ctime (time each) = 88 bytes
  *   name             u16 length + bytes; 1..255 bytes, no '/', no NUL, not
  *                    "." or ".."; decoded NUL-terminated into char[256]
  *   name?            like name, but length 0 is allowed (whole-dir lock)
@@ -445,7 +445,10 @@ void proto_hdr_encode(uint8_t *buf, const struct proto_hdr *h);
  *
  * Returns bytes written to buf (header and fields, without the tail), or
  * -ENOSPC if cap is too small, -EINVAL if op/kind has no message or a field
- * breaks its limit (a name with '/', bytes over PROTO_MAX_IO...).
+ * breaks its limit (a name with '/', bytes over PROTO_MAX_IO...).  A reply
+ * with a nonzero status is just the status, for any op (msg is ignored and
+ * may be NULL), so an unknown op can be answered ENOSYS; proto_decode()
+ * accepts such a reply for any op too.
  */
 ssize_t proto_encode(uint8_t *buf, size_t cap, struct proto_hdr *h,
                      uint32_t status, const void *msg, struct proto_bytes *tail);
@@ -470,8 +473,10 @@ int proto_decode(const struct proto_hdr *h, const uint8_t *body, size_t len,
  * end, -EPROTO for a malformed blob. */
 int proto_dirent_next(const struct proto_bytes *blob, size_t *off,
                       char name[PROTO_NAME_MAX + 1], struct proto_attr *attr);
-/* Append one entry at buf+*off (cap total).  Returns 0 or -ENOSPC (nothing
- * written).  Size of one entry: proto_dirent_size(name_len). */
+/* Append one entry at buf+*off (cap total).  Returns 0, -ENOSPC (nothing
+ * written), or -EINVAL for a name proto_name_check() refuses or an attr
+ * time with nsec >= 1e9 (decoding would refuse them).  Size of one entry:
+ * proto_dirent_size(name_len). */
 int proto_dirent_put(uint8_t *buf, size_t cap, size_t *off, const char *name,
                      const struct proto_attr *attr);
 size_t proto_dirent_size(size_t name_len);

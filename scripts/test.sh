@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Install what is missing, build, and run every test through ctest.
+#
+#   scripts/test.sh              Release-with-debug build in build/, all tests,
+#                                then a 60 s libFuzzer run (clang, build-fuzz/)
+#   scripts/test.sh --sanitize   the same suite on an ASan+UBSan build
+#                                (build-asan/), without the fuzz run
+#   scripts/test.sh -L unit      only tests with that ctest label
+#                                (unit, integration, failover, fuzz)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+sanitize=0
+fuzz=1
+label=""
+while (($#)); do
+  case "$1" in
+    --sanitize) sanitize=1; fuzz=0 ;;
+    --no-fuzz) fuzz=0 ;;
+    -L) label="$2"; shift ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "test.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+bash scripts/setup.sh
+
+build=build
+cmake_args=(-G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo)
+if ((sanitize)); then
+  build=build-asan
+  cmake_args+=(-DRFS_SANITIZE=ON)
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+fi
+
+cmake -S . -B "$build" "${cmake_args[@]}" >/dev/null
+ninja -C "$build"
+
+ctest_args=(--test-dir "$build" --output-on-failure --timeout 900)
+[ -n "$label" ] && ctest_args+=(-L "$label")
+# Unit tests are quick and independent; the rest start daemons and mounts and
+# run one at a time so that timing on this small machine stays sane.
+if [ -z "$label" ] || [ "$label" = unit ]; then
+  ctest "${ctest_args[@]}" -L unit -j 2
+fi
+if [ -z "$label" ]; then
+  ctest "${ctest_args[@]}" -LE unit
+elif [ "$label" != unit ] && [ "$label" != fuzz ]; then
+  ctest "${ctest_args[@]}"
+fi
+
+if ((fuzz)) && { [ -z "$label" ] || [ "$label" = fuzz ]; }; then
+  cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRFS_FUZZ=ON >/dev/null
+  ninja -C build-fuzz $(ninja -C build-fuzz -t targets all | grep -o '^fuzz_[a-z_]*' | sort -u)
+  ctest --test-dir build-fuzz --output-on-failure -L fuzz
+fi
+echo "test.sh: all tests passed"

@@ -1,0 +1,20 @@
+/* Shared by the CLI's subcommands. */
+#ifndef RFS_CLI_H
+#define RFS_CLI_H
+
+enum cli_exit {
+    CLI_EXIT_OK = 0,       /* healthy, or the command did what was asked */
+    CLI_EXIT_DEGRADED = 1, /* degraded, mismatch or split-brain found */
+    CLI_EXIT_ERROR = 2,    /* usage, configuration or connection error */
+};
+
+struct cli_cmd {
+    const char *name;
+    const char *help;
+    int (*run)(int argc, char **argv); /* argv[0] is the command name */
+};
+
+int cmd_keygen(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+
+#endif

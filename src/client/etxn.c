@@ -1,0 +1,995 @@
+/*
+ * etxn: namespace changes as one-shot write transactions on parent entries
+ * (mkdir, mknod, symlink, create, link, unlink, rmdir, rename).
+ *
+ * Design
+ * ======
+ *   LOCK_TRY --some entry busy--> LOCK_UNDO --> LOCK_SEQ --+
+ *      |                                                   v
+ *      +---------------------------------------> [PRE] -> MARK -> OP
+ *                                                                  |
+ *             freed <-- UNLOCK <-- POST <--------------------------+
+ *
+ *   et_lock_try()   ENTRYLK (parent, name) non-blocking on every up brick,
+ *                   every entry, all at once: one round trip when free.
+ *   et_lock_undo()  one was busy: release what was granted, then
+ *   et_lock_seq()   take them blocking one at a time, brick 1, 2, 3, and on
+ *                   each brick the entries in (parent id, name) order.  A
+ *                   single total order over (brick, entry) for every
+ *                   client: no deadlock.
+ *   ops->precheck   (create without O_EXCL) LOOKUP under the lock: an
+ *                   existing file is opened, not made again with a new id.
+ *   et_mark()       XATTROP dirty+1 on the parent(s).
+ *   et_op()         the change on every locked brick at once.
+ *   et_op_done()    judges it (quorum), blames the bricks that missed it
+ *                   (vol_blame) and answers at once when none did;
+ *   et_post()       dirty-1, and pending[X]+1 for each brick X that missed
+ *                   it on the parent(s) and on the object; answers now if
+ *                   some brick missed it (the blame is on disk first);
+ *   et_unlock()     releases every entry lock taken; then ops->destroy.
+ *
+ * Invariants:
+ *  1. ops->finish runs exactly once (et_answer guards it), before the
+ *     transaction is freed.
+ *  2. Every lock granted (locked[e]) is released in et_unlock, on every
+ *     path; bricks that are down dropped theirs with the link.
+ *  3. Only bricks in `part` (locked and marked) are sent the change.
+ *  4. A change done by fewer than quorum bricks is reported as failed and
+ *     left dirty (no POST): heal decides, nobody is blamed.
+ *  5. The transaction holds references on its parents and on its child.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "client/volume_int.h"
+#include "common/id.h"
+#include "common/log.h"
+
+#define MAXB PROTO_MAX_BRICKS
+#define SLOT(set, b) ((set) * MAXB + (b))
+
+enum et_state {
+    ET_LOCK_TRY,
+    ET_LOCK_UNDO,
+    ET_LOCK_SEQ,
+    ET_PRE,
+    ET_MARK,
+    ET_OP,
+    ET_POST,
+    ET_UNLOCK,
+};
+
+struct etxn;
+
+struct etxn_ops {
+    uint16_t opcode;
+    const void *(*req)(struct etxn *t);
+    /* Check one brick's successful reply: 0, or -EIO when it disagrees. */
+    int (*reply)(struct etxn *t, unsigned b, const void *rep);
+    /* Optional; ends with et_pre_done(). */
+    void (*precheck)(struct etxn *t);
+    /* Answer the caller (invariant 1). */
+    void (*finish)(struct etxn *t, int status);
+    /* Free the operation (after finish and unlock). */
+    void (*destroy)(struct etxn *t);
+};
+
+struct etxn {
+    const struct etxn_ops *ops;
+    struct volume *v;           /* borrowed */
+    enum et_state state;
+    unsigned nent;              /* entries locked: 1 or 2 */
+    struct entrylk_req lk[2];   /* in lock order */
+    struct entrylk_req unlk[2];
+    unsigned npar;              /* distinct parents: 1 or 2 */
+    struct vinode *par[2];      /* references (invariant 5) */
+    struct vinode *child;       /* a reference, or NULL */
+    bmask_t want;               /* up at the start; shrinks on failures */
+    bmask_t locked[2];          /* per entry (invariant 2) */
+    bmask_t part;               /* locked on all entries, then marked */
+    bmask_t marked;
+    bmask_t ok;                 /* did the change */
+    bmask_t missed;
+    unsigned seq_b, seq_e;      /* LOCK_SEQ cursor */
+    int lock_fail;              /* why a brick could not be locked */
+    int st[MAXB];               /* each brick's answer to the change */
+    bool answered;
+    bool answer_after_post;
+    int status;
+    struct fan fan;
+    struct xattrop_req pxr[2];
+    struct xattrop_req cxr;
+};
+
+static void et_lock_seq(struct etxn *t);
+static void et_mark(struct etxn *t);
+static void et_post(struct etxn *t, bmask_t clear, bmask_t blame_on);
+static void et_unlock(struct etxn *t);
+
+static void et_answer(struct etxn *t, int status)
+{
+    if (t->answered)
+        return;
+    t->answered = true;
+    t->status = status;
+    t->ops->finish(t, status);
+}
+
+static int entry_cmp(const struct entrylk_req *a, const struct entrylk_req *b)
+{
+    if (a->parent.hi != b->parent.hi)
+        return a->parent.hi < b->parent.hi ? -1 : 1;
+    if (a->parent.lo != b->parent.lo)
+        return a->parent.lo < b->parent.lo ? -1 : 1;
+    return strcmp(a->name, b->name);
+}
+
+/*
+ * Fill t for entries (p0, n0) and, for rename, (p1, n1).  Takes references
+ * on the parents.  Names were checked by the caller.
+ */
+static void et_init(struct etxn *t, const struct etxn_ops *ops,
+                    struct volume *v, struct vinode *p0, const char *n0,
+                    struct vinode *p1, const char *n1)
+{
+    t->ops = ops;
+    t->v = v;
+    t->nent = 1;
+    t->lk[0].parent = p0->id;
+    snprintf(t->lk[0].name, sizeof(t->lk[0].name), "%s", n0);
+    t->par[0] = p0;
+    t->npar = 1;
+    volume_inode_ref(p0);
+    if (p1) {
+        t->lk[1].parent = p1->id;
+        snprintf(t->lk[1].name, sizeof(t->lk[1].name), "%s", n1);
+        int c = entry_cmp(&t->lk[0], &t->lk[1]);
+
+        if (c > 0) {
+            struct entrylk_req tmp = t->lk[0];
+
+            t->lk[0] = t->lk[1];
+            t->lk[1] = tmp;
+        }
+        if (c != 0)
+            t->nent = 2;
+        if (p1 != p0) {
+            t->par[1] = p1;
+            t->npar = 2;
+            volume_inode_ref(p1);
+        }
+    }
+    for (unsigned e = 0; e < t->nent; e++) {
+        t->lk[e].owner = 0; /* set in et_start */
+        t->lk[e].type = LK_WR;
+    }
+}
+
+static void et_free(struct etxn *t)
+{
+    for (unsigned p = 0; p < t->npar; p++)
+        volume_inode_put(t->par[p]);
+    volume_inode_put(t->child);
+    t->ops->destroy(t);
+}
+
+/* ---- locking ---- */
+
+static void et_locked(struct etxn *t)
+{
+    struct volume *v = t->v;
+
+    t->part = t->want & t->locked[0];
+    if (t->nent == 2)
+        t->part &= t->locked[1];
+    if (bmask_count(t->part) < v->quorum) {
+        log_warn("%s: only %u of %u bricks locked, need %u",
+                 proto_op_name(t->ops->opcode), bmask_count(t->part), v->n,
+                 v->quorum);
+        et_answer(t, t->lock_fail == -ENOENT ? -ENOENT : -EROFS);
+        et_unlock(t);
+        return;
+    }
+    if (t->ops->precheck) {
+        t->state = ET_PRE;
+        t->ops->precheck(t);
+        return;
+    }
+    et_mark(t);
+}
+
+static void note_lock_failure(struct etxn *t, unsigned b, int status)
+{
+    log_debug("%s: lock on brick %u: %s", proto_op_name(t->ops->opcode),
+              b + 1, strerror(-status));
+    /* ENOENT everywhere: the parent directory is gone. */
+    if (status == -ENOENT || status == -ESTALE) {
+        if (!t->lock_fail)
+            t->lock_fail = -ENOENT;
+    } else {
+        t->lock_fail = -EROFS;
+    }
+}
+
+static void et_lock_seq_done(struct fan *f)
+{
+    struct etxn *t = f->owner;
+    unsigned b = t->seq_b, e = t->seq_e;
+    int status = f->slot[SLOT(e, b)].status;
+
+    if (status == 0) {
+        t->locked[e] |= BMASK(b);
+        if (++t->seq_e < t->nent) {
+            et_lock_seq(t);
+            return;
+        }
+    } else {
+        note_lock_failure(t, b, status);
+        t->want &= ~BMASK(b);
+    }
+    t->seq_e = 0;
+    t->seq_b = b + 1;
+    et_lock_seq(t);
+}
+
+static void et_lock_seq(struct etxn *t)
+{
+    struct volume *v = t->v;
+
+    while (t->seq_b < v->n && !(t->want & BMASK(t->seq_b)))
+        t->seq_b++;
+    if (t->seq_b >= v->n) {
+        et_locked(t);
+        return;
+    }
+    t->lk[t->seq_e].flags = 0; /* blocking: our turn in the order */
+    fan_begin(&t->fan, v, NULL, et_lock_seq_done, t);
+    fan_call(&t->fan, SLOT(t->seq_e, t->seq_b), t->seq_b, OP_ENTRYLK,
+             &t->lk[t->seq_e]);
+    fan_end(&t->fan);
+}
+
+static void et_lock_undo_done(struct fan *f)
+{
+    struct etxn *t = f->owner;
+
+    t->locked[0] = t->locked[1] = 0;
+    t->lock_fail = 0;
+    t->state = ET_LOCK_SEQ;
+    t->seq_b = t->seq_e = 0;
+    et_lock_seq(t);
+}
+
+static void et_lock_try_done(struct fan *f)
+{
+    struct etxn *t = f->owner;
+    struct volume *v = t->v;
+    bool busy = false;
+
+    for (unsigned e = 0; e < t->nent; e++) {
+        for (unsigned b = 0; b < v->n; b++) {
+            const struct fan_slot *s = &f->slot[SLOT(e, b)];
+
+            if (!s->used)
+                continue;
+            if (s->status == 0)
+                t->locked[e] |= BMASK(b);
+            else if (s->status == -EAGAIN)
+                busy = true;
+            else {
+                note_lock_failure(t, b, s->status);
+                t->want &= ~BMASK(b);
+            }
+        }
+    }
+    if (!busy) {
+        et_locked(t);
+        return;
+    }
+    /* Holding some while waiting for others could deadlock against a
+     * client that goes in the order: give them back, go in the order. */
+    t->state = ET_LOCK_UNDO;
+    fan_begin(&t->fan, v, NULL, et_lock_undo_done, t);
+    for (unsigned e = 0; e < t->nent; e++) {
+        t->unlk[e] = t->lk[e];
+        t->unlk[e].type = LK_UN;
+        t->unlk[e].flags = 0;
+        for (unsigned b = 0; b < v->n; b++)
+            if (t->locked[e] & BMASK(b))
+                fan_call(&t->fan, SLOT(e, b), b, OP_ENTRYLK, &t->unlk[e]);
+    }
+    fan_end(&t->fan);
+}
+
+static void et_start(struct etxn *t)
+{
+    struct volume *v = t->v;
+    uint64_t owner = vol_new_owner(v);
+
+    t->state = ET_LOCK_TRY;
+    t->want = v->up;
+    fan_begin(&t->fan, v, NULL, et_lock_try_done, t);
+    for (unsigned e = 0; e < t->nent; e++) {
+        t->lk[e].owner = owner;
+        t->lk[e].flags = LK_NONBLOCK;
+        for (unsigned b = 0; b < v->n; b++)
+            if (t->want & BMASK(b))
+                fan_call(&t->fan, SLOT(e, b), b, OP_ENTRYLK, &t->lk[e]);
+    }
+    fan_end(&t->fan);
+}
+
+static void et_unlock_done(struct fan *f)
+{
+    et_free(f->owner);
+}
+
+static void et_unlock(struct etxn *t)
+{
+    struct volume *v = t->v;
+
+    assert(t->answered);
+    t->state = ET_UNLOCK;
+    fan_begin(&t->fan, v, NULL, et_unlock_done, t);
+    for (unsigned e = 0; e < t->nent; e++) {
+        t->unlk[e] = t->lk[e];
+        t->unlk[e].type = LK_UN;
+        t->unlk[e].flags = 0;
+        for (unsigned b = 0; b < v->n; b++)
+            if ((t->locked[e] & BMASK(b)) && (v->up & BMASK(b)))
+                fan_call(&t->fan, SLOT(e, b), b, OP_ENTRYLK, &t->unlk[e]);
+    }
+    fan_end(&t->fan);
+}
+
+/* ---- mark, change, post-op ---- */
+
+/* Precheck result: proceed, or answer status and unlock. */
+static void et_pre_done(struct etxn *t, bool proceed, int status)
+{
+    if (!proceed) {
+        et_answer(t, status);
+        et_unlock(t);
+        return;
+    }
+    et_mark(t);
+}
+
+static void et_op(struct etxn *t);
+
+static void et_mark_done(struct fan *f)
+{
+    struct etxn *t = f->owner;
+
+    t->marked = fan_ok_mask(f) & t->part;
+    t->part = t->marked;
+    if (bmask_count(t->part) < t->v->quorum) {
+        log_warn("%s: only %u bricks marked, need %u",
+                 proto_op_name(t->ops->opcode), bmask_count(t->part),
+                 t->v->quorum);
+        et_answer(t, -EROFS);
+        et_post(t, t->marked, 0); /* nothing was changed: just clear */
+        return;
+    }
+    et_op(t);
+}
+
+static void et_mark(struct etxn *t)
+{
+    struct volume *v = t->v;
+
+    t->state = ET_MARK;
+    fan_begin(&t->fan, v, NULL, et_mark_done, t);
+    for (unsigned p = 0; p < t->npar; p++) {
+        memset(&t->pxr[p], 0, sizeof(t->pxr[p]));
+        t->pxr[p].id = t->par[p]->id;
+        t->pxr[p].dirty = 1;
+        t->pxr[p].npending = v->n;
+        for (unsigned b = 0; b < v->n; b++)
+            if (t->part & BMASK(b))
+                fan_call(&t->fan, SLOT(p, b), b, OP_XATTROP, &t->pxr[p]);
+    }
+    fan_end(&t->fan);
+}
+
+static void et_op_reply(struct fan *f, unsigned slot, int status,
+                        const void *rep)
+{
+    struct etxn *t = f->owner;
+    unsigned b = f->slot[slot].brick;
+
+    if (status == 0)
+        status = t->ops->reply(t, b, rep);
+    t->st[b] = status;
+    if (status == 0)
+        t->ok |= BMASK(b);
+}
+
+static void et_op_done(struct fan *f)
+{
+    struct etxn *t = f->owner;
+    struct volume *v = t->v;
+
+    if (t->ok == 0) {
+        /* Refused everywhere (EEXIST, ENOTEMPTY...): nothing diverged. */
+        et_answer(t, vol_pick_error(v, t->st, t->part));
+        et_post(t, t->marked, 0);
+        return;
+    }
+    if (bmask_count(t->ok) < v->quorum) {
+        /* Invariant 4. */
+        log_warn("%s: done by only %u bricks; left for heal",
+                 proto_op_name(t->ops->opcode), bmask_count(t->ok));
+        et_answer(t, vol_pick_error(v, t->st, t->part & ~t->ok));
+        et_unlock(t);
+        return;
+    }
+    t->missed = vol_all_bricks(v) & ~t->ok;
+    for (unsigned p = 0; p < t->npar; p++)
+        vol_blame(t->par[p], t->missed);
+    if (t->child)
+        vol_blame(t->child, t->missed);
+    if (!t->missed)
+        et_answer(t, 0);
+    else
+        t->answer_after_post = true;
+    et_post(t, t->marked & t->ok, t->missed ? t->ok : 0);
+}
+
+static void et_op(struct etxn *t)
+{
+    struct volume *v = t->v;
+    const void *req = t->ops->req(t);
+
+    t->state = ET_OP;
+    t->ok = 0;
+    for (unsigned b = 0; b < MAXB; b++)
+        t->st[b] = -ENOTCONN;
+    fan_begin(&t->fan, v, et_op_reply, et_op_done, t);
+    for (unsigned b = 0; b < v->n; b++)
+        if (t->part & BMASK(b))
+            fan_call(&t->fan, SLOT(0, b), b, t->ops->opcode, req);
+    fan_end(&t->fan);
+}
+
+static void et_post_done(struct fan *f)
+{
+    struct etxn *t = f->owner;
+
+    if (t->answer_after_post)
+        et_answer(t, 0);
+    et_unlock(t);
+}
+
+/*
+ * POST: dirty-1 on `clear`; on `blame_on` also pending[X]+1 for each X in
+ * t->missed, on the parents and on the child.
+ */
+static void et_post(struct etxn *t, bmask_t clear, bmask_t blame_on)
+{
+    struct volume *v = t->v;
+
+    t->state = ET_POST;
+    fan_begin(&t->fan, v, NULL, et_post_done, t);
+    for (unsigned p = 0; p < t->npar; p++) {
+        memset(&t->pxr[p], 0, sizeof(t->pxr[p]));
+        t->pxr[p].id = t->par[p]->id;
+        t->pxr[p].dirty = -1;
+        t->pxr[p].npending = v->n;
+        for (unsigned b = 0; b < v->n; b++)
+            if (t->missed & BMASK(b))
+                t->pxr[p].pending[b] = 1;
+        for (unsigned b = 0; b < v->n; b++)
+            if (clear & BMASK(b))
+                fan_call(&t->fan, SLOT(p, b), b, OP_XATTROP, &t->pxr[p]);
+    }
+    if (t->child && blame_on) {
+        memset(&t->cxr, 0, sizeof(t->cxr));
+        t->cxr.id = t->child->id;
+        t->cxr.npending = v->n;
+        for (unsigned b = 0; b < v->n; b++)
+            if (t->missed & BMASK(b))
+                t->cxr.pending[b] = 1;
+        for (unsigned b = 0; b < v->n; b++)
+            if (blame_on & BMASK(b))
+                fan_call(&t->fan, SLOT(2, b), b, OP_XATTROP, &t->cxr);
+    }
+    fan_end(&t->fan);
+}
+
+/* ==================================================================== */
+/* the operations                                                       */
+/* ==================================================================== */
+
+static int check_name(const char *name)
+{
+    size_t len = strlen(name);
+
+    if (len > PROTO_NAME_MAX)
+        return -ENAMETOOLONG;
+    return proto_name_check(name, len) < 0 ? -EINVAL : 0;
+}
+
+/* ---- make: mkdir, mknod, symlink, create ---- */
+
+struct et_make {
+    struct etxn t;
+    uint16_t op;
+    /* One request of this family; op says which member is used. */
+    union {
+        struct mkdir_req mkdir;
+        struct mknod_req mknod;
+        struct symlink_req symlink;
+        struct create_req create;
+    } req;
+    bool excl;
+    struct rfs_id id;        /* chosen for the new object */
+    vol_entry_cb cb;
+    void *arg;
+    struct proto_attr attr;
+    int attr_brick;
+    bool existed;            /* PRE found the name (create) */
+    struct mkwait w;
+    struct rcall rc;
+    struct lookup_req lreq;
+};
+
+static const void *make_req(struct etxn *t)
+{
+    return &vcontainer_of(t, struct et_make, t)->req;
+}
+
+static int make_reply(struct etxn *t, unsigned b, const void *rep)
+{
+    struct et_make *m = vcontainer_of(t, struct et_make, t);
+    const struct proto_attr *a;
+
+    if (m->op == OP_CREATE)
+        a = &((const struct create_rep *)rep)->attr;
+    else
+        a = &((const struct attr_rep *)rep)->attr;
+    if (!rfs_id_eq(&a->id, &m->id)) {
+        /* CREATE without EXCL found another file there: this brick holds
+         * a different object under the name. */
+        log_warn("%s: brick %u answered another id", proto_op_name(m->op),
+                 b + 1);
+        return -EIO;
+    }
+    if (m->attr_brick < 0 || (int)b < m->attr_brick) {
+        m->attr = *a;
+        m->attr_brick = (int)b;
+    }
+    return 0;
+}
+
+static void make_finish(struct etxn *t, int status)
+{
+    struct et_make *m = vcontainer_of(t, struct et_make, t);
+    struct vinode *vi = t->child;
+
+    if (status < 0) {
+        m->cb(status, NULL, NULL, false, m->arg);
+        return;
+    }
+    if (!m->existed && vi->mk_epoch == 0 && !vi->mk) {
+        /* A new object: its markers are what this transaction wrote. */
+        vi->mk_epoch = t->v->epoch;
+    }
+    m->cb(0, vi, &m->attr, !m->existed, m->arg);
+}
+
+static void make_destroy(struct etxn *t)
+{
+    free(vcontainer_of(t, struct et_make, t));
+}
+
+static void create_pre_reply(struct rcall *rc, const void *rep)
+{
+    struct et_make *m = vcontainer_of(rc, struct et_make, rc);
+
+    m->attr = ((const struct attr_rep *)rep)->attr;
+}
+
+static void create_pre_done(struct rcall *rc, int status)
+{
+    struct et_make *m = vcontainer_of(rc, struct et_make, rc);
+    struct vinode *vi;
+    int r;
+
+    if (status == -ENOENT) {
+        et_pre_done(&m->t, true, 0); /* free: make it */
+        return;
+    }
+    if (status < 0) {
+        et_pre_done(&m->t, false, status);
+        return;
+    }
+    if (S_ISDIR(m->attr.mode)) {
+        et_pre_done(&m->t, false, -EISDIR);
+        return;
+    }
+    r = volume_inode_get(m->t.v, &m->attr.id, &vi);
+    if (r < 0) {
+        et_pre_done(&m->t, false, r);
+        return;
+    }
+    volume_inode_put(m->t.child);
+    m->t.child = vi;
+    m->existed = true;
+    et_pre_done(&m->t, false, 0);
+}
+
+static void create_pre_markers_cb(struct mkwait *w, int status)
+{
+    struct et_make *m = vcontainer_of(w, struct et_make, w);
+
+    if (status < 0) {
+        et_pre_done(&m->t, false, status == -ENOENT ? -ENOENT : status);
+        return;
+    }
+    m->rc.on_reply = create_pre_reply;
+    m->rc.on_done = create_pre_done;
+    vol_rcall_start(&m->rc, m->t.v, m->t.par[0], OP_LOOKUP, &m->lreq, false);
+}
+
+static void create_precheck(struct etxn *t)
+{
+    struct et_make *m = vcontainer_of(t, struct et_make, t);
+
+    m->w.fn = create_pre_markers_cb;
+    vol_markers_ensure(t->par[0], &m->w);
+}
+
+static const struct etxn_ops mkdir_ops = {
+    .opcode = OP_MKDIR, .req = make_req, .reply = make_reply,
+    .finish = make_finish, .destroy = make_destroy,
+};
+static const struct etxn_ops mknod_ops = {
+    .opcode = OP_MKNOD, .req = make_req, .reply = make_reply,
+    .finish = make_finish, .destroy = make_destroy,
+};
+static const struct etxn_ops symlink_ops = {
+    .opcode = OP_SYMLINK, .req = make_req, .reply = make_reply,
+    .finish = make_finish, .destroy = make_destroy,
+};
+static const struct etxn_ops create_ops = {
+    .opcode = OP_CREATE, .req = make_req, .reply = make_reply,
+    .finish = make_finish, .destroy = make_destroy,
+};
+static const struct etxn_ops create_pre_ops = {
+    .opcode = OP_CREATE, .req = make_req, .reply = make_reply,
+    .precheck = create_precheck,
+    .finish = make_finish, .destroy = make_destroy,
+};
+
+/* Common start of the make family: checks, id, child vinode, locks. */
+static int make_new(struct volume *v, struct vinode *parent, const char *name,
+                    const struct etxn_ops *ops, vol_entry_cb cb, void *arg,
+                    struct et_make **out)
+{
+    struct et_make *m;
+    int rc = vol_change_allowed(v);
+
+    if (rc < 0)
+        return rc;
+    rc = check_name(name);
+    if (rc < 0)
+        return rc;
+    if (rfs_id_is_root(&parent->id) && strcmp(name, ".replicafs") == 0)
+        return -EPERM;
+    m = calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    rfs_id_random(&m->id);
+    rc = volume_inode_get(v, &m->id, &m->t.child);
+    if (rc < 0) {
+        free(m);
+        return rc;
+    }
+    et_init(&m->t, ops, v, parent, name, NULL, NULL);
+    m->op = ops->opcode;
+    m->cb = cb;
+    m->arg = arg;
+    m->attr_brick = -1;
+    *out = m;
+    return 0;
+}
+
+int volume_mkdir(struct volume *v, struct vinode *parent, const char *name,
+                 uint32_t mode, uint32_t uid, uint32_t gid, vol_entry_cb cb,
+                 void *arg)
+{
+    struct et_make *m;
+    int rc = make_new(v, parent, name, &mkdir_ops, cb, arg, &m);
+
+    if (rc < 0)
+        return rc;
+    m->req.mkdir.parent = parent->id;
+    snprintf(m->req.mkdir.name, sizeof(m->req.mkdir.name), "%s", name);
+    m->req.mkdir.id = m->id;
+    m->req.mkdir.mode = mode;
+    m->req.mkdir.uid = uid;
+    m->req.mkdir.gid = gid;
+    et_start(&m->t);
+    return 0;
+}
+
+int volume_mknod(struct volume *v, struct vinode *parent, const char *name,
+                 uint32_t mode, uint32_t rdev, uint32_t uid, uint32_t gid,
+                 vol_entry_cb cb, void *arg)
+{
+    struct et_make *m;
+    int rc;
+
+    if (!S_ISREG(mode) && !S_ISFIFO(mode))
+        return -EPERM;
+    rc = make_new(v, parent, name, &mknod_ops, cb, arg, &m);
+    if (rc < 0)
+        return rc;
+    m->req.mknod.parent = parent->id;
+    snprintf(m->req.mknod.name, sizeof(m->req.mknod.name), "%s", name);
+    m->req.mknod.id = m->id;
+    m->req.mknod.mode = mode;
+    m->req.mknod.rdev = rdev;
+    m->req.mknod.uid = uid;
+    m->req.mknod.gid = gid;
+    et_start(&m->t);
+    return 0;
+}
+
+int volume_symlink(struct volume *v, struct vinode *parent, const char *name,
+                   const char *target, uint32_t uid, uint32_t gid,
+                   vol_entry_cb cb, void *arg)
+{
+    struct et_make *m;
+    size_t tlen = strlen(target);
+    int rc;
+
+    if (tlen == 0)
+        return -ENOENT;
+    if (tlen >= PROTO_PATH_MAX)
+        return -ENAMETOOLONG;
+    rc = make_new(v, parent, name, &symlink_ops, cb, arg, &m);
+    if (rc < 0)
+        return rc;
+    m->req.symlink.parent = parent->id;
+    snprintf(m->req.symlink.name, sizeof(m->req.symlink.name), "%s", name);
+    m->req.symlink.id = m->id;
+    memcpy(m->req.symlink.target, target, tlen + 1);
+    m->req.symlink.uid = uid;
+    m->req.symlink.gid = gid;
+    et_start(&m->t);
+    return 0;
+}
+
+int volume_create(struct volume *v, struct vinode *parent, const char *name,
+                  uint32_t mode, uint32_t uid, uint32_t gid, bool excl,
+                  vol_entry_cb cb, void *arg)
+{
+    struct et_make *m;
+    int rc = make_new(v, parent, name, excl ? &create_ops : &create_pre_ops,
+                      cb, arg, &m);
+
+    if (rc < 0)
+        return rc;
+    m->excl = excl;
+    m->req.create.parent = parent->id;
+    snprintf(m->req.create.name, sizeof(m->req.create.name), "%s", name);
+    m->req.create.id = m->id;
+    m->req.create.mode = mode;
+    m->req.create.uid = uid;
+    m->req.create.gid = gid;
+    /* Always EXCL on the wire: after PRE found nothing under the lock, a
+     * brick that has the name is a stale one, and must not hand back an
+     * object with another id. */
+    m->req.create.flags = CREATE_EXCL;
+    m->lreq.parent = parent->id;
+    snprintf(m->lreq.name, sizeof(m->lreq.name), "%s", name);
+    et_start(&m->t);
+    return 0;
+}
+
+/* ---- link ---- */
+
+struct et_link {
+    struct etxn t;
+    struct link_req req;
+    vol_entry_cb cb;
+    void *arg;
+    struct proto_attr attr;
+    int attr_brick;
+};
+
+static const void *link_req(struct etxn *t)
+{
+    return &vcontainer_of(t, struct et_link, t)->req;
+}
+
+static int link_reply(struct etxn *t, unsigned b, const void *rep)
+{
+    struct et_link *l = vcontainer_of(t, struct et_link, t);
+    const struct proto_attr *a = &((const struct attr_rep *)rep)->attr;
+
+    if (!rfs_id_eq(&a->id, &l->req.id))
+        return -EIO;
+    if (l->attr_brick < 0 || (int)b < l->attr_brick) {
+        l->attr = *a;
+        l->attr_brick = (int)b;
+    }
+    return 0;
+}
+
+static void link_finish(struct etxn *t, int status)
+{
+    struct et_link *l = vcontainer_of(t, struct et_link, t);
+
+    if (status < 0)
+        l->cb(status, NULL, NULL, false, l->arg);
+    else
+        l->cb(0, t->child, &l->attr, false, l->arg);
+}
+
+static void link_destroy(struct etxn *t)
+{
+    free(vcontainer_of(t, struct et_link, t));
+}
+
+static const struct etxn_ops link_ops = {
+    .opcode = OP_LINK, .req = link_req, .reply = link_reply,
+    .finish = link_finish, .destroy = link_destroy,
+};
+
+int volume_link(struct volume *v, struct vinode *vi, struct vinode *newparent,
+                const char *newname, vol_entry_cb cb, void *arg)
+{
+    struct et_link *l;
+    int rc = vol_change_allowed(v);
+
+    if (rc < 0)
+        return rc;
+    rc = check_name(newname);
+    if (rc < 0)
+        return rc;
+    if (rfs_id_is_root(&newparent->id) && strcmp(newname, ".replicafs") == 0)
+        return -EPERM;
+    l = calloc(1, sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    et_init(&l->t, &link_ops, v, newparent, newname, NULL, NULL);
+    l->t.child = vi;
+    volume_inode_ref(vi);
+    l->req.id = vi->id;
+    l->req.newparent = newparent->id;
+    snprintf(l->req.newname, sizeof(l->req.newname), "%s", newname);
+    l->cb = cb;
+    l->arg = arg;
+    l->attr_brick = -1;
+    et_start(&l->t);
+    return 0;
+}
+
+/* ---- unlink, rmdir, rename: answers without a body ---- */
+
+struct et_plain {
+    struct etxn t;
+    union {
+        struct unlink_req unlink; /* also RMDIR */
+        struct rename_req rename;
+    } req;
+    vol_status_cb cb;
+    void *arg;
+};
+
+static const void *plain_req(struct etxn *t)
+{
+    return &vcontainer_of(t, struct et_plain, t)->req;
+}
+
+static int plain_reply(struct etxn *t, unsigned b, const void *rep)
+{
+    (void)t;
+    (void)b;
+    (void)rep;
+    return 0;
+}
+
+static void plain_finish(struct etxn *t, int status)
+{
+    struct et_plain *p = vcontainer_of(t, struct et_plain, t);
+
+    p->cb(status, p->arg);
+}
+
+static void plain_destroy(struct etxn *t)
+{
+    free(vcontainer_of(t, struct et_plain, t));
+}
+
+static const struct etxn_ops unlink_ops = {
+    .opcode = OP_UNLINK, .req = plain_req, .reply = plain_reply,
+    .finish = plain_finish, .destroy = plain_destroy,
+};
+static const struct etxn_ops rmdir_ops = {
+    .opcode = OP_RMDIR, .req = plain_req, .reply = plain_reply,
+    .finish = plain_finish, .destroy = plain_destroy,
+};
+static const struct etxn_ops rename_ops = {
+    .opcode = OP_RENAME, .req = plain_req, .reply = plain_reply,
+    .finish = plain_finish, .destroy = plain_destroy,
+};
+
+static int remove_start(struct volume *v, const struct etxn_ops *ops,
+                        struct vinode *parent, const char *name,
+                        vol_status_cb cb, void *arg)
+{
+    struct et_plain *p;
+    int rc = vol_change_allowed(v);
+
+    if (rc < 0)
+        return rc;
+    rc = check_name(name);
+    if (rc < 0)
+        return rc;
+    if (rfs_id_is_root(&parent->id) && strcmp(name, ".replicafs") == 0)
+        return -ENOENT;
+    p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    et_init(&p->t, ops, v, parent, name, NULL, NULL);
+    p->req.unlink.parent = parent->id;
+    snprintf(p->req.unlink.name, sizeof(p->req.unlink.name), "%s", name);
+    p->cb = cb;
+    p->arg = arg;
+    et_start(&p->t);
+    return 0;
+}
+
+int volume_unlink(struct volume *v, struct vinode *parent, const char *name,
+                  vol_status_cb cb, void *arg)
+{
+    return remove_start(v, &unlink_ops, parent, name, cb, arg);
+}
+
+int volume_rmdir(struct volume *v, struct vinode *parent, const char *name,
+                 vol_status_cb cb, void *arg)
+{
+    return remove_start(v, &rmdir_ops, parent, name, cb, arg);
+}
+
+int volume_rename(struct volume *v, struct vinode *parent, const char *name,
+                  struct vinode *newparent, const char *newname,
+                  uint32_t flags, vol_status_cb cb, void *arg)
+{
+    struct et_plain *p;
+    int rc = vol_change_allowed(v);
+
+    if (rc < 0)
+        return rc;
+    if (flags & ~(uint32_t)RENAME_FLAG_NOREPLACE)
+        return -EINVAL;
+    rc = check_name(name);
+    if (rc == 0)
+        rc = check_name(newname);
+    if (rc < 0)
+        return rc;
+    if ((rfs_id_is_root(&parent->id) && strcmp(name, ".replicafs") == 0) ||
+        (rfs_id_is_root(&newparent->id) && strcmp(newname, ".replicafs") == 0))
+        return -EPERM;
+    p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    et_init(&p->t, &rename_ops, v, parent, name, newparent, newname);
+    p->req.rename.parent = parent->id;
+    snprintf(p->req.rename.name, sizeof(p->req.rename.name), "%s", name);
+    p->req.rename.newparent = newparent->id;
+    snprintf(p->req.rename.newname, sizeof(p->req.rename.newname), "%s",
+             newname);
+    p->req.rename.flags = flags;
+    p->cb = cb;
+    p->arg = arg;
+    et_start(&p->t);
+    return 0;
+}

@@ -1,0 +1,343 @@
+/*
+ * rdir: directory listings over READDIR, one good brick per listing.
+ *
+ * Design
+ * ======
+ * A brick's READDIR cookie means something only to that brick, so a
+ * listing is pinned to the brick that answered its first batch.  Entries are
+ * numbered in the order this handle hands them out: entry k has next_off
+ * k + 1, which is what the FUSE layer gives the kernel as the offset.  The
+ * handle buffers the last batch, so a kernel buffer that fills halfway
+ * through a batch resumes from memory.
+ *
+ *   FRESH --first fetch (good brick)--> PINNED(b, cookie) --eof--> DONE
+ *     ^                                   |  brick b fails
+ *     |  off == 0 (rewind), off < base     v
+ *     +------------------------------- FAILOVER: pinned to a new brick from
+ *                                       cookie 0, dropping names already
+ *                                       fetched (by 64-bit name hash)
+ *
+ * Invariants:
+ *  1. ents[0..nents) are the entries numbered base..base+nents-1.
+ *  2. seen[] holds the hash of every name numbered so far in this listing;
+ *     after a failover no name in seen[] is numbered again.
+ *  3. At most one fetch is in flight (busy); closedir during it frees the
+ *     handle when it ends.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/volume_int.h"
+#include "common/checksum.h"
+#include "common/id.h"
+#include "common/log.h"
+
+#define RDIR_BATCH (64u * 1024)
+#define RDIR_ROOT_HIDDEN ".replicafs"
+
+struct rent {
+    char *name;             /* owned */
+    struct proto_attr attr;
+};
+
+struct vdir {
+    struct volume *v;
+    struct vinode *vi;      /* a reference */
+    unsigned pin;           /* brick of this listing, 1-based; 0: none yet */
+    unsigned failovers;
+    uint64_t cookie;        /* for the next fetch on pin */
+    bool eof;
+    struct rent *ents;      /* owned: the current batch */
+    size_t nents, entcap;
+    uint64_t base;          /* number of ents[0] */
+    uint64_t *seen;         /* owned: name hashes, invariant 2 */
+    size_t nseen, seencap;
+    size_t nsorted;         /* seen[0..nsorted) sorted, after a failover */
+    bool busy;              /* a volume_readdir() is in progress */
+    bool closed;            /* volume_closedir() came during it */
+    /* the volume_readdir() in progress */
+    uint64_t want_off;
+    size_t max_bytes;
+    vol_readdir_cb cb;
+    void *arg;
+    struct mkwait w;
+    struct rcall rc;
+    struct readdir_req req;
+    int fetch_err;
+};
+
+static void rdir_free(struct vdir *d)
+{
+    for (size_t i = 0; i < d->nents; i++)
+        free(d->ents[i].name);
+    free(d->ents);
+    free(d->seen);
+    volume_inode_put(d->vi);
+    free(d);
+}
+
+static void batch_clear(struct vdir *d)
+{
+    for (size_t i = 0; i < d->nents; i++)
+        free(d->ents[i].name);
+    d->base += d->nents;
+    d->nents = 0;
+}
+
+static void listing_reset(struct vdir *d)
+{
+    batch_clear(d);
+    d->base = 0;
+    d->pin = 0;
+    d->failovers = 0;
+    d->cookie = 0;
+    d->eof = false;
+    d->nseen = 0;
+    d->nsorted = 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static bool seen_before(const struct vdir *d, uint64_t h)
+{
+    return d->nsorted &&
+           bsearch(&h, d->seen, d->nsorted, sizeof(h), cmp_u64) != NULL;
+}
+
+static int seen_add(struct vdir *d, uint64_t h)
+{
+    if (d->nseen == d->seencap) {
+        size_t cap = d->seencap ? d->seencap * 2 : 256;
+        uint64_t *n = realloc(d->seen, cap * sizeof(*n));
+
+        if (!n)
+            return -ENOMEM;
+        d->seen = n;
+        d->seencap = cap;
+    }
+    d->seen[d->nseen++] = h;
+    return 0;
+}
+
+static void rdir_fetch(struct vdir *d);
+
+/* End the volume_readdir() in progress; free d if it was closed meanwhile. */
+static void rdir_complete(struct vdir *d, int status, const struct vdirent *ents,
+                          size_t n, bool eof)
+{
+    d->busy = false;
+    d->cb(status, ents, n, eof, d->arg);
+    if (d->closed)
+        rdir_free(d);
+}
+
+/* Answer the volume_readdir() in progress from the buffered batch. */
+static void rdir_answer(struct vdir *d)
+{
+    size_t first = (size_t)(d->want_off - d->base);
+    size_t n = 0, bytes = 0;
+    struct vdirent *out;
+
+    while (first + n < d->nents) {
+        size_t sz = proto_dirent_size(strlen(d->ents[first + n].name));
+
+        if (n > 0 && bytes + sz > d->max_bytes)
+            break;
+        bytes += sz;
+        n++;
+    }
+    out = calloc(n ? n : 1, sizeof(*out));
+    if (!out) {
+        rdir_complete(d, -ENOMEM, NULL, 0, false);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        out[i].name = d->ents[first + i].name;
+        out[i].attr = d->ents[first + i].attr;
+        out[i].next_off = d->base + first + i + 1;
+    }
+    rdir_complete(d, 0, out, n, d->eof && first + n == d->nents);
+    free(out);
+}
+
+static void rdir_answer_cb(struct vdefer *df)
+{
+    struct vdir *d = vcontainer_of(df, struct vdir, rc.d);
+
+    rdir_answer(d);
+}
+
+/* Take a batch (borrowed from the frame) into the buffer, numbering the
+ * names not seen before in this listing. */
+static int batch_take(struct vdir *d, const struct readdir_rep *r)
+{
+    bool root = rfs_id_is_root(&d->vi->id);
+    char name[PROTO_NAME_MAX + 1];
+    struct proto_attr attr;
+    size_t off = 0;
+    int rc;
+
+    batch_clear(d);
+    while ((rc = proto_dirent_next(&r->entries, &off, name, &attr)) > 0) {
+        size_t len = strlen(name);
+        uint64_t h = rfs_xxh3(name, len);
+        struct rent *e;
+
+        /* The brick hides it too; a second fence costs nothing. */
+        if (root && strcmp(name, RDIR_ROOT_HIDDEN) == 0)
+            continue;
+        if (seen_before(d, h))
+            continue;
+        if (d->nents == d->entcap) {
+            size_t ncap = d->entcap ? d->entcap * 2 : 64;
+            struct rent *ne = realloc(d->ents, ncap * sizeof(*ne));
+
+            if (!ne)
+                return -ENOMEM;
+            d->ents = ne;
+            d->entcap = ncap;
+        }
+        e = &d->ents[d->nents];
+        e->name = strdup(name);
+        if (!e->name || seen_add(d, h) < 0) {
+            free(e->name);
+            return -ENOMEM;
+        }
+        e->attr = attr;
+        d->nents++;
+    }
+    if (rc < 0)
+        return -EIO; /* a malformed blob: the brick is broken */
+    d->cookie = r->next_cookie;
+    d->eof = r->eof != 0;
+    return 0;
+}
+
+static void fetch_reply(struct rcall *rc, const void *rep)
+{
+    struct vdir *d = vcontainer_of(rc, struct vdir, rc);
+
+    d->fetch_err = batch_take(d, rep);
+}
+
+/* Continue the listing on another brick from its start (invariant 2). */
+static bool rdir_failover(struct vdir *d, int status)
+{
+    bool retry = vol_err_is_link(status) || status == -EIO ||
+                 status == -ENOENT || status == -ESTALE;
+
+    if (!d->pin || !retry || d->failovers >= d->v->n)
+        return false;
+    log_info("readdir: brick %u failed (%s), listing continues on another",
+             d->pin, strerror(-status));
+    d->failovers++;
+    d->pin = 0;
+    d->cookie = 0;
+    d->eof = false;
+    qsort(d->seen, d->nseen, sizeof(*d->seen), cmp_u64);
+    d->nsorted = d->nseen;
+    return true;
+}
+
+static void fetch_done(struct rcall *rc, int status)
+{
+    struct vdir *d = vcontainer_of(rc, struct vdir, rc);
+
+    if (status == 0 && d->fetch_err)
+        status = d->fetch_err;
+    if (status < 0) {
+        if (rdir_failover(d, status)) {
+            rdir_fetch(d);
+            return;
+        }
+        rdir_complete(d, status, NULL, 0, false);
+        return;
+    }
+    if (!d->pin)
+        d->pin = (unsigned)rc->brick + 1;
+    if (d->want_off < d->base + d->nents || d->eof) {
+        if (d->want_off > d->base + d->nents)
+            d->want_off = d->base + d->nents; /* past the end: empty */
+        rdir_answer(d);
+        return;
+    }
+    rdir_fetch(d); /* an empty batch, or skipping forward to want_off */
+}
+
+static void fetch_markers_cb(struct mkwait *w, int status)
+{
+    struct vdir *d = vcontainer_of(w, struct vdir, w);
+
+    if (status < 0) {
+        rdir_complete(d, status == -ENOENT ? -ESTALE : status, NULL, 0,
+                      false);
+        return;
+    }
+    d->req.id = d->vi->id;
+    d->req.cookie = d->cookie;
+    d->req.max_bytes = RDIR_BATCH;
+    d->fetch_err = 0;
+    d->rc.pin = d->pin;
+    d->rc.on_reply = fetch_reply;
+    d->rc.on_done = fetch_done;
+    vol_rcall_start(&d->rc, d->v, d->vi, OP_READDIR, &d->req, true);
+}
+
+static void rdir_fetch(struct vdir *d)
+{
+    d->w.fn = fetch_markers_cb;
+    vol_markers_ensure(d->vi, &d->w);
+}
+
+int volume_opendir(struct volume *v, struct vinode *vi, struct vdir **out)
+{
+    struct vdir *d = calloc(1, sizeof(*d));
+
+    if (!d)
+        return -ENOMEM;
+    d->v = v;
+    d->vi = vi;
+    volume_inode_ref(vi);
+    *out = d;
+    return 0;
+}
+
+int volume_readdir(struct volume *v, struct vdir *d, uint64_t off,
+                   size_t max_bytes, vol_readdir_cb cb, void *arg)
+{
+    (void)v;
+    if (d->busy || d->closed)
+        return -EBUSY;
+    d->busy = true;
+    d->want_off = off;
+    d->max_bytes = max_bytes;
+    d->cb = cb;
+    d->arg = arg;
+    if (off == 0 || off < d->base)
+        listing_reset(d); /* rewind (or seek back): list afresh */
+    else if (off < d->base + d->nents || d->eof) {
+        if (off > d->base + d->nents)
+            d->want_off = d->base + d->nents;
+        vol_defer(d->v, &d->rc.d, rdir_answer_cb);
+        return 0;
+    }
+    rdir_fetch(d);
+    return 0;
+}
+
+void volume_closedir(struct vdir *d)
+{
+    if (!d)
+        return;
+    if (d->busy) {
+        d->closed = true;
+        return;
+    }
+    rdir_free(d);
+}

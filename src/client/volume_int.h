@@ -1,0 +1,254 @@
+/*
+ * Internals of the replication engine, shared by volume.c (lifecycle,
+ * vinodes, markers, reads), fan.c (one request to many bricks), txn.c (the
+ * write transaction) and rdir.c (directory listings).  Not for users: they
+ * include client/volume.h.
+ *
+ * Bricks are numbered 0..n-1 inside the engine (brick.1 is 0) and sets of
+ * bricks are bit masks (bmask_t, bit b = brick b+1), as in the pending
+ * vector of XATTROP.
+ */
+#ifndef RFS_CLIENT_VOLUME_INT_H
+#define RFS_CLIENT_VOLUME_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "client/volume.h"
+#include "common/config.h"
+#include "replicafs/client.h"
+
+typedef uint32_t bmask_t;
+#define BMASK(b) ((bmask_t)1u << (b))
+
+static inline unsigned bmask_count(bmask_t m)
+{
+    return (unsigned)__builtin_popcount(m);
+}
+
+/* ---- intrusive circular list ---- */
+
+struct vlist {
+    struct vlist *prev;
+    struct vlist *next;
+};
+
+#define vcontainer_of(ptr, type, member)                                       \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+static inline void vlist_init(struct vlist *l)
+{
+    l->prev = l->next = l;
+}
+static inline bool vlist_empty(const struct vlist *l)
+{
+    return l->next == l;
+}
+static inline void vlist_add_tail(struct vlist *head, struct vlist *n)
+{
+    n->prev = head->prev;
+    n->next = head;
+    head->prev->next = n;
+    head->prev = n;
+}
+/* Unlink n and leave it self-linked (so vlist_empty(n) tells "not on a
+ * list"). */
+static inline void vlist_del(struct vlist *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    vlist_init(n);
+}
+
+/* ---- deferred calls: how the engine keeps "callbacks always later" ---- */
+
+struct vdefer {
+    struct vdefer *next;
+    void (*fn)(struct vdefer *d);
+};
+/* Run fn(d) from the loop soon (before it blocks again).  d must stay
+ * valid until then; it is the caller's memory. */
+void vol_defer(struct volume *v, struct vdefer *d, void (*fn)(struct vdefer *));
+
+/* ---- fan: one step of requests to several bricks (fan.c) ---- */
+
+#define FAN_SLOTS (3 * PROTO_MAX_BRICKS) /* two parents and a child */
+
+struct fan;
+/* One reply; rep is the decoded reply when status == 0 (valid during the
+ * call), else NULL. */
+typedef void (*fan_reply_fn)(struct fan *f, unsigned slot, int status,
+                             const void *rep);
+typedef void (*fan_done_fn)(struct fan *f);
+
+struct fan_slot {
+    struct fan *f;    /* borrowed: the fan this slot is in */
+    unsigned brick;   /* 0-based */
+    int status;       /* 0 or -errno, once answered */
+    bool used;
+    struct vdefer d;  /* for a call that failed before reaching the wire */
+};
+
+struct fan {
+    struct volume *v;       /* borrowed */
+    unsigned outstanding;   /* calls whose callback has not run */
+    bool open;              /* between fan_begin() and fan_end() */
+    fan_reply_fn on_reply;  /* may be NULL */
+    fan_done_fn on_done;
+    void *owner;            /* whatever the user wants back in on_done */
+    struct vdefer d;        /* on_done of a fan that issued nothing */
+    struct fan_slot slot[FAN_SLOTS];
+};
+
+/*
+ * fan_begin(), fan_call() for each request, fan_end().  Every call gets
+ * on_reply once (a brick that is not up answers -ENOTCONN without a call),
+ * then on_done runs once, always from the loop after fan_end().
+ */
+void fan_begin(struct fan *f, struct volume *v, fan_reply_fn on_reply,
+               fan_done_fn on_done, void *owner);
+void fan_call(struct fan *f, unsigned slot, unsigned brick, uint16_t op,
+              const void *req);
+void fan_end(struct fan *f);
+/* Bricks whose slots all answered 0 among the bricks that were called. */
+bmask_t fan_ok_mask(const struct fan *f);
+
+/* ---- the volume ---- */
+
+struct iwin;
+
+struct vinode {
+    struct volume *v;         /* borrowed: outlives its vinodes */
+    struct rfs_id id;
+    struct vinode *hnext;     /* hash chain in v->vtab */
+    unsigned refs;            /* freed at 0 (vinode_maybe_free) */
+
+    /* Read policy (volume.c): bricks blamed by another brick's pending
+     * counters, valid while mk_epoch == v->epoch. */
+    bmask_t blamed;
+    bmask_t blamed_new;       /* blamed locally since the fetch began */
+    uint64_t mk_epoch;        /* 0: never fetched */
+    struct mkfetch *mk;       /* owned: the fetch in flight, or NULL */
+    struct vlist mk_waiters;  /* struct mkwait, waiting for mk */
+
+    /* Write transaction (txn.c). */
+    unsigned writers;         /* open vfiles that may write */
+    struct vlist iops;        /* struct iop queued for the eager lock */
+    struct iwin *win;         /* owned: the eager lock, or NULL */
+    struct vdefer kick;       /* runs the queue from the loop */
+    bool kick_queued;         /* kick is deferred (holds a reference) */
+};
+
+struct volume {
+    uv_loop_t *loop;                    /* borrowed */
+    struct vol_config cfg;              /* copy */
+    struct volume_opts opts;
+    unsigned n;                         /* bricks */
+    unsigned quorum;                    /* n / 2 + 1 */
+    struct brick_conn *bc[PROTO_MAX_BRICKS]; /* owned; closed in close */
+    bmask_t up;                         /* bricks in state UP */
+    uint64_t epoch;                     /* bumped when a brick comes up */
+    uint64_t owner_base;                /* random; lock owners derive */
+    uint64_t owner_seq;
+
+    struct vinode **vtab;               /* owned: hash of vinodes by id */
+    size_t vcap;                        /* power of two */
+    size_t vcount;
+
+    struct vdefer *dhead, **dtail;      /* deferred calls, FIFO */
+    uv_idle_t didle;                    /* runs them */
+    uv_timer_t post_timer;              /* delayed post-op (txn.c) */
+    struct vlist post_list;             /* struct iwin by deadline */
+    struct vlist windows;               /* every struct iwin alive */
+    uv_timer_t wait_timer;              /* volume_wait_ready() */
+    bool wait_expired;
+
+    bool closing;
+    unsigned nclosing;                  /* handles and links still closing */
+    void (*done)(void *);
+    void *done_arg;
+};
+
+/* A new unique lock owner (per volume, per lock holder). */
+uint64_t vol_new_owner(struct volume *v);
+
+/* -ENOTCONN, -ETIMEDOUT...: the brick went away rather than refused. */
+bool vol_err_is_link(int status);
+
+static inline bmask_t vol_all_bricks(const struct volume *v)
+{
+    return v->n >= 32 ? ~(bmask_t)0 : (BMASK(v->n) - 1);
+}
+
+/* The error to report for bricks `bad` (statuses in st[]): the first
+ * brick's own refusal, else -EROFS (they were lost: no quorum). */
+static inline int vol_pick_error(const struct volume *v, const int *st,
+                                 bmask_t bad)
+{
+    for (unsigned b = 0; b < v->n; b++)
+        if ((bad & BMASK(b)) && st[b] < 0 && !vol_err_is_link(st[b]))
+            return st[b];
+    return -EROFS;
+}
+
+/* 0, or -EROFS when this client may not change anything now. */
+int vol_change_allowed(const struct volume *v);
+
+/* ---- markers and read policy (volume.c) ---- */
+
+struct mkwait {
+    struct vlist link;      /* on vi->mk_waiters while a fetch runs */
+    struct vdefer d;        /* for an answer known at once */
+    int status;
+    void (*fn)(struct mkwait *w, int status);
+};
+/*
+ * Make sure vi's blame mask is current (fetched with a zero XATTROP from the
+ * up bricks since the last brick came up), then call w->fn from the loop
+ * with 0, or -ENOENT when no brick has the object, or -ENOTCONN when none
+ * answered.
+ */
+void vol_markers_ensure(struct vinode *vi, struct mkwait *w);
+/* This client saw brick set `missed` miss a change to vi. */
+void vol_blame(struct vinode *vi, bmask_t missed);
+/* A good brick for reading vi outside `tried`; -1 if none (then *why is
+ * -EIO when only blamed bricks are up, else -ENOTCONN). */
+int vol_pick_read_brick(struct vinode *vi, bmask_t tried, int *why);
+
+/*
+ * rcall: one read-type call on one good brick of vi, retried on the next
+ * good brick when the brick fails (link lost, EIO; ENOENT too when
+ * retry_enoent, for id-addressed calls).  on_reply (may be NULL) then
+ * on_done(0) run together with the reply, or on_done(-errno) once, always
+ * from the loop.  With pin = N (1-based) only brick N is asked.
+ */
+struct rcall {
+    struct volume *v;
+    struct vinode *vi;  /* borrowed from the op (it holds a reference) */
+    uint16_t op;
+    const void *req;    /* borrowed from the op */
+    bool retry_enoent;
+    unsigned pin;       /* 0: any good brick; N: only brick N */
+    bmask_t tried;
+    int last_err;
+    int brick;          /* 0-based, the brick asked last */
+    void (*on_reply)(struct rcall *rc, const void *rep);
+    void (*on_done)(struct rcall *rc, int status);
+    struct vdefer d;
+};
+/* on_reply, on_done and pin are set by the caller before. */
+void vol_rcall_start(struct rcall *rc, struct volume *v, struct vinode *vi,
+                     uint16_t op, const void *req, bool retry_enoent);
+
+/* ---- transactions (txn.c) ---- */
+
+/* The eager lock ends soon: a brick came up (it must join the next one). */
+void txn_brick_up(struct volume *v);
+/* Called from the post-op timer (volume.c owns the handle). */
+void txn_post_timer_cb(uv_timer_t *t);
+/* Freeing check used by volume_inode_put: no txn state left. */
+bool txn_inode_idle(const struct vinode *vi);
+
+#endif

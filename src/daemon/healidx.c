@@ -1,0 +1,132 @@
+/*
+ * Heal index (see healidx.h).
+ *
+ * Design.  An entry is an empty file named by the object's hex id in
+ * .replicafs/heal/.  Adding is openat(O_CREAT|O_EXCL) (so we know whether
+ * it is new, for the exact count) followed by a fire-and-forget close;
+ * removing is unlinkat.  Both go through the ring.  Listing pages through
+ * the directory with getdents64 cookies on a pool thread.
+ *
+ * Invariants:
+ *  1. add and del are idempotent: EEXIST on add and ENOENT on del are
+ *     success, so a retry after a crash or a lost reply is harmless.
+ *  2. count changes only when an entry was really created or removed.
+ *  3. markers.c orders index updates around the marker writes so that after
+ *     a crash the index is a superset of the objects with nonzero markers
+ *     (add before markers become nonzero, del after they are zero).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/id.h"
+#include "dents.h"
+#include "healidx.h"
+#include "list.h"
+
+int healidx_init(struct healidx *h, struct store *st)
+{
+    struct dents d;
+    struct dirent64 *de = NULL;
+    int rc;
+
+    h->st = st;
+    h->count = 0;
+    rc = dents_open(&d, st->heal_fd, 0);
+    if (rc < 0)
+        return rc;
+    while ((rc = dents_next(&d, &de)) > 0)
+        if (!dents_is_dot(de->d_name))
+            h->count++;
+    dents_close(&d);
+    return rc;
+}
+
+static void add_cb(struct store_op *sop, int res)
+{
+    struct healidx_op *op = container_of(sop, struct healidx_op, sop);
+
+    if (res >= 0) {
+        store_close_fd(op->h->st, res);
+        op->h->count++; /* invariant 2 */
+        res = 0;
+    } else if (res == -EEXIST) {
+        res = 0; /* invariant 1 */
+    }
+    op->cb(op, res);
+}
+
+void healidx_add(struct healidx *h, struct healidx_op *op,
+                 const struct rfs_id *id, healidx_cb cb)
+{
+    op->h = h;
+    op->cb = cb;
+    rfs_id_to_hex(id, op->name);
+    op->how = (struct open_how){.flags = O_WRONLY | O_CREAT | O_EXCL |
+                                         O_NOFOLLOW,
+                                .mode = 0600,
+                                .resolve = STORE_RESOLVE};
+    store_openat2(h->st, &op->sop, add_cb, h->st->heal_fd, op->name, &op->how);
+}
+
+static void del_cb(struct store_op *sop, int res)
+{
+    struct healidx_op *op = container_of(sop, struct healidx_op, sop);
+
+    if (res == 0)
+        op->h->count--;
+    op->cb(op, res == -ENOENT ? 0 : res);
+}
+
+void healidx_del(struct healidx *h, struct healidx_op *op,
+                 const struct rfs_id *id, healidx_cb cb)
+{
+    op->h = h;
+    op->cb = cb;
+    rfs_id_to_hex(id, op->name);
+    store_unlinkat(h->st, &op->sop, del_cb, h->st->heal_fd, op->name, 0);
+}
+
+int healidx_list(int heal_fd, uint64_t cookie, uint32_t max, uint8_t *out,
+                 uint32_t *count, uint64_t *next, bool *eof)
+{
+    struct dents *d = malloc(sizeof(*d));
+    struct dirent64 *de = NULL;
+    uint32_t n = 0;
+    uint64_t pos = cookie;
+    int rc;
+
+    if (!d)
+        return -ENOMEM;
+    rc = dents_open(d, heal_fd, cookie);
+    if (rc < 0)
+        goto out_free;
+    *eof = false;
+    while (n < max && (rc = dents_next(d, &de)) > 0) {
+        struct rfs_id id;
+
+        pos = (uint64_t)de->d_off;
+        if (strlen(de->d_name) != RFS_ID_HEX_LEN ||
+            rfs_id_from_hex(de->d_name, &id) < 0)
+            continue;
+        proto_id_put(out + 16 * n, &id);
+        n++;
+    }
+    if (rc == 0)
+        *eof = true;
+    if (rc >= 0 && n == max && !*eof) {
+        /* Peek: a full page that ends exactly at the end is eof too. */
+        rc = dents_next(d, &de);
+        if (rc == 0)
+            *eof = true;
+    }
+    dents_close(d);
+    if (rc >= 0) {
+        *count = n;
+        *next = pos;
+        rc = 0;
+    }
+out_free:
+    free(d);
+    return rc;
+}

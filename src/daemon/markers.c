@@ -1,0 +1,286 @@
+/*
+ * XATTROP: the replication markers trusted.rfs.dirty (i64 LE) and
+ * trusted.rfs.pending (n x i64 LE, index i = brick i+1), changed atomically
+ * by deltas, with the heal index kept in step.
+ *
+ * Design.  Atomicity comes from serialization, not from the filesystem:
+ * every xattrop on an object queues on obj->xops (the object stays cached
+ * while its queue is non-empty: each queued op holds a reference) and only
+ * the head runs.  All of this happens on the loop thread, so the queue
+ * needs no lock.
+ *
+ *   queued --(head)--> read dirty --> read pending --> add deltas
+ *     --[becomes marked]--> healidx_add --> write dirty, pending
+ *     --[becomes clear]--> healidx_del --> reply --> next in queue
+ *
+ * Invariants:
+ *  1. At most one xattrop per object is between "read dirty" and "reply".
+ *  2. The heal index holds the object exactly while dirty != 0 or some
+ *     pending != 0.  Crash ordering: the entry is added before markers turn
+ *     nonzero and removed after they are zero, so after a crash the index
+ *     is a superset (healidx.c invariant 3).
+ *  3. All-zero deltas read only; nothing is written.
+ *  4. An add that would overflow an i64 fails the whole op with -ERANGE and
+ *     changes nothing.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "healidx.h"
+#include "ops.h"
+
+#define XATTR_DIRTY "trusted.rfs.dirty"
+#define XATTR_PENDING "trusted.rfs.pending"
+
+struct xop {
+    struct get1 g;
+    struct list link;            /* on o->xops */
+    struct store_op sop;
+    struct healidx_op hop;
+    struct req *r;
+    struct obj *o;               /* referenced */
+    int64_t dirty;               /* current, then new value */
+    uint32_t npend;
+    int64_t pend[PROTO_MAX_BRICKS];
+    bool was_marked;
+    uint8_t dbuf[8];
+    uint8_t pbuf[PROTO_MAX_BRICKS * 8];
+};
+
+static void put_i64(uint8_t *p, int64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)((uint64_t)v >> (8 * i));
+}
+
+static int64_t get_i64(const uint8_t *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return (int64_t)v;
+}
+
+static bool marked(const struct xop *x)
+{
+    if (x->dirty)
+        return true;
+    for (uint32_t i = 0; i < x->npend; i++)
+        if (x->pend[i])
+            return true;
+    return false;
+}
+
+static void xop_run(struct xop *x);
+
+static void xop_finish(struct xop *x, int rc)
+{
+    struct server *srv = x->r->srv;
+    struct obj *o = x->o;
+    struct xattrop_rep rep = {.dirty = x->dirty, .npending = x->npend};
+    struct list *next;
+
+    memcpy(rep.pending, x->pend, sizeof(rep.pending));
+    req_reply(x->r, rc, &rep);
+    list_del(&x->link);
+    free(x);
+    next = list_first(&o->xops);
+    if (next) /* invariant 1: the next in line starts now */
+        xop_run(container_of(next, struct xop, link));
+    ids_put(&srv->ids, o);
+}
+
+static void xop_unindexed_cb(struct healidx_op *hop, int status)
+{
+    xop_finish(container_of(hop, struct xop, hop), status);
+}
+
+static void xop_written_cb(struct store_op *sop, int res)
+{
+    struct xop *x = container_of(sop, struct xop, sop);
+
+    if (res < 0) {
+        xop_finish(x, res);
+        return;
+    }
+    if (x->was_marked && !marked(x)) { /* invariant 2: del after clear */
+        healidx_del(&x->r->srv->heal, &x->hop, &x->o->id, xop_unindexed_cb);
+        return;
+    }
+    xop_finish(x, 0);
+}
+
+static void xop_write_pending(struct xop *x)
+{
+    struct store *st = &x->r->srv->st;
+
+    for (uint32_t i = 0; i < x->npend; i++)
+        put_i64(x->pbuf + 8 * i, x->pend[i]);
+    if (x->npend == 0) {
+        xop_written_cb(&x->sop, 0);
+        return;
+    }
+    if (x->o->opath) {
+        xop_written_cb(&x->sop, ids_opath_setxattr(x->o->fd, XATTR_PENDING,
+                                                   x->pbuf, 8 * x->npend));
+        return;
+    }
+    store_fsetxattr(st, &x->sop, xop_written_cb, x->o->fd, XATTR_PENDING,
+                    x->pbuf, 8 * x->npend, 0);
+}
+
+static void xop_dirty_written_cb(struct store_op *sop, int res)
+{
+    struct xop *x = container_of(sop, struct xop, sop);
+
+    if (res < 0) {
+        xop_finish(x, res);
+        return;
+    }
+    xop_write_pending(x);
+}
+
+static void xop_write(struct xop *x)
+{
+    put_i64(x->dbuf, x->dirty);
+    if (x->o->opath) {
+        xop_dirty_written_cb(&x->sop, ids_opath_setxattr(x->o->fd, XATTR_DIRTY,
+                                                         x->dbuf, 8));
+        return;
+    }
+    store_fsetxattr(&x->r->srv->st, &x->sop, xop_dirty_written_cb, x->o->fd,
+                    XATTR_DIRTY, x->dbuf, 8, 0);
+}
+
+static void xop_indexed_cb(struct healidx_op *hop, int status)
+{
+    struct xop *x = container_of(hop, struct xop, hop);
+
+    if (status < 0) {
+        xop_finish(x, status);
+        return;
+    }
+    xop_write(x);
+}
+
+/* Add the deltas (invariant 4: all or nothing).  false on overflow. */
+static bool xop_add(struct xop *x, const struct xattrop_req *m, bool *changed)
+{
+    int64_t d, p[PROTO_MAX_BRICKS];
+    uint32_t n = m->npending > x->npend ? m->npending : x->npend;
+
+    *changed = m->dirty != 0;
+    if (__builtin_add_overflow(x->dirty, m->dirty, &d))
+        return false;
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t delta = i < m->npending ? m->pending[i] : 0;
+        int64_t cur = i < x->npend ? x->pend[i] : 0;
+
+        *changed |= delta != 0;
+        if (__builtin_add_overflow(cur, delta, &p[i]))
+            return false;
+    }
+    x->dirty = d;
+    x->npend = n;
+    memcpy(x->pend, p, sizeof(int64_t) * n);
+    return true;
+}
+
+static void xop_compute(struct xop *x)
+{
+    const struct xattrop_req *m = REQ_MSG(x->r, xattrop_req);
+    bool changed;
+
+    x->was_marked = marked(x);
+    if (!xop_add(x, m, &changed)) {
+        xop_finish(x, -ERANGE);
+        return;
+    }
+    if (!changed) { /* invariant 3 */
+        xop_finish(x, 0);
+        return;
+    }
+    if (!x->was_marked && marked(x)) { /* invariant 2: add before marking */
+        healidx_add(&x->r->srv->heal, &x->hop, &x->o->id, xop_indexed_cb);
+        return;
+    }
+    xop_write(x);
+}
+
+static void xop_pending_cb(struct store_op *sop, int res)
+{
+    struct xop *x = container_of(sop, struct xop, sop);
+
+    if (res == -ENODATA)
+        res = 0;
+    if (res < 0 || res % 8 || res > (int)sizeof(x->pbuf)) {
+        xop_finish(x, res < 0 ? res : -EIO);
+        return;
+    }
+    x->npend = (uint32_t)res / 8;
+    for (uint32_t i = 0; i < x->npend; i++)
+        x->pend[i] = get_i64(x->pbuf + 8 * i);
+    xop_compute(x);
+}
+
+static void xop_dirty_cb(struct store_op *sop, int res)
+{
+    struct xop *x = container_of(sop, struct xop, sop);
+
+    if (res == -ENODATA)
+        res = 0;
+    if (res != 0 && res != 8) {
+        xop_finish(x, res < 0 ? res : -EIO);
+        return;
+    }
+    x->dirty = res ? get_i64(x->dbuf) : 0;
+    if (x->o->opath) {
+        xop_pending_cb(sop, (int)ids_opath_getxattr(x->o->fd, XATTR_PENDING,
+                                                    x->pbuf, sizeof(x->pbuf)));
+        return;
+    }
+    store_fgetxattr(&x->r->srv->st, &x->sop, xop_pending_cb, x->o->fd,
+                    XATTR_PENDING, x->pbuf, sizeof(x->pbuf));
+}
+
+static void xop_run(struct xop *x)
+{
+    if (x->o->opath) {
+        xop_dirty_cb(&x->sop, (int)ids_opath_getxattr(x->o->fd, XATTR_DIRTY,
+                                                      x->dbuf, 8));
+        return;
+    }
+    store_fgetxattr(&x->r->srv->st, &x->sop, xop_dirty_cb, x->o->fd,
+                    XATTR_DIRTY, x->dbuf, 8);
+}
+
+static void xop_obj_cb(struct get1 *g, struct obj *o)
+{
+    struct xop *x = container_of(g, struct xop, g);
+    bool idle;
+
+    if (!o) {
+        free(x);
+        return;
+    }
+    x->o = o;
+    idle = list_empty(&o->xops);
+    list_add_tail(&o->xops, &x->link);
+    if (idle)
+        xop_run(x);
+}
+
+void op_xattrop(struct req *r)
+{
+    struct xop *x = calloc(1, sizeof(*x));
+
+    if (!x) {
+        req_reply(r, -ENOMEM, NULL);
+        return;
+    }
+    x->r = r;
+    list_init(&x->link);
+    get1_start(&x->g, r, &REQ_MSG(r, xattrop_req)->id, xop_obj_cb);
+}

@@ -1,0 +1,115 @@
+/*
+ * The brick operations (one handler per opcode, in ops_*.c) and the small
+ * helpers they share.  Each handler gets a decoded request, runs as a step
+ * machine over the store (io_uring) or the thread pool, and ends in exactly
+ * one req_reply().  Callbacks are named <op>_<step>_cb.
+ */
+#ifndef RFS_DAEMON_OPS_H
+#define RFS_DAEMON_OPS_H
+
+#include <stdbool.h>
+#include <sys/stat.h>
+
+#include "ids.h"
+#include "req.h"
+#include "server.h"
+#include "store.h"
+
+#define META_NAME ".replicafs"
+
+/* handlers: ops_attr.c */
+void op_ping(struct req *r);
+void op_getattr(struct req *r);
+void op_setattr(struct req *r);
+void op_open(struct req *r);
+void op_readlink(struct req *r);
+void op_statfs(struct req *r);
+void op_release(struct req *r);
+void op_lookup(struct req *r);
+/* ops_create.c */
+void op_mkdir(struct req *r);
+void op_create(struct req *r);
+void op_mknod(struct req *r);
+void op_symlink(struct req *r);
+/* ops_ns.c */
+void op_link(struct req *r);
+void op_unlink(struct req *r);
+void op_rmdir(struct req *r);
+void op_rename(struct req *r);
+/* ops_io.c */
+void op_read(struct req *r);
+void op_write(struct req *r);
+void op_fsync(struct req *r);
+/* ops_dir.c */
+void op_readdir(struct req *r);
+void op_heal_list(struct req *r);
+/* ops_repl.c */
+void op_inodelk(struct req *r);
+void op_entrylk(struct req *r);
+void op_xattrop(struct req *r);
+
+/* ---- shared helpers: ops_util.c ---- */
+
+/* Fill a wire attr from statx; non-directories show nlink - 1 (the ids/
+ * link is not a name a client can see). */
+void attr_from_statx(struct proto_attr *a, const struct rfs_id *id,
+                     const struct statx *stx);
+/* The same from a struct stat (pool threads use fstatat). */
+void attr_from_stat(struct proto_attr *a, const struct rfs_id *id,
+                    const struct stat *st);
+/* Is name the hidden metadata dir of the brick root? */
+bool is_meta_name(const struct server *srv, const struct obj *parent,
+                  const char *name);
+/* Open flags to cache an object of this type: regular files O_RDWR,
+ * directories O_RDONLY|O_DIRECTORY, everything else O_PATH. */
+int obj_open_flags(mode_t type);
+
+/*
+ * probe: find out what `name` under directory fd `dirfd` is: statx, open it
+ * (flags by type, openat2 beneath, no symlinks), read its trusted.rfs.id.
+ * cb(p, 0) with p->fd (owned by the caller now), p->id, p->type, p->stx;
+ * or -ENOENT (absent, or no id: an object the daemon did not make) or
+ * another -errno, with nothing left open.
+ */
+struct probe;
+typedef void (*probe_cb)(struct probe *p, int status);
+struct probe {
+    struct store_op sop;
+    struct store *st;          /* borrowed */
+    int dirfd;                 /* borrowed */
+    const char *name;          /* borrowed; lives in the request */
+    probe_cb cb;
+    struct statx stx;
+    struct open_how how;
+    int fd;
+    mode_t type;
+    bool opath;
+    struct rfs_id id;
+    uint8_t idbuf[16];
+};
+void probe_start(struct probe *p, struct store *st, int dirfd,
+                 const char *name, probe_cb cb);
+
+/*
+ * Reply to r with the attr of o (statx on its fd), then drop the reference
+ * on o.  Consumes both.
+ */
+void reply_attr_of(struct req *r, struct obj *o);
+
+/* Get the object of id for r; on failure replies -errno itself. */
+struct get1;
+typedef void (*get1_cb)(struct get1 *g, struct obj *o);
+struct get1 {
+    struct ids_wait w;
+    struct req *r;
+    get1_cb cb;
+};
+void get1_start(struct get1 *g, struct req *r, const struct rfs_id *id,
+                get1_cb cb);
+
+/* INVAL events to the other clients after a change (server.c). */
+void server_inval(struct server *srv, const struct conn *except,
+                  const struct rfs_id *id, uint32_t what,
+                  const struct rfs_id *parent, const char *name);
+
+#endif

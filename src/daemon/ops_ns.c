@@ -1,0 +1,484 @@
+/*
+ * Namespace changes of existing objects: LINK, UNLINK, RMDIR, RENAME.
+ *
+ * Keeping ids/ right (brick-layout.md):
+ *  1. A non-directory's ids/ hard link goes when it is the last link left
+ *     (st_nlink == 1 after the unlink, or after being renamed over).
+ *  2. A directory's ids/ symlink goes with rmdir (or when an empty directory
+ *     is renamed over), and is rewritten when the directory moves: written
+ *     in tmp/ first, then renamed over the old one, so it is never absent.
+ *  3. ".replicafs" in the root cannot be the source (ENOENT) or the target
+ *     (EPERM) of anything.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/id.h"
+#include "common/log.h"
+#include "ops.h"
+
+/* ---- LINK ---- */
+
+struct op_link {
+    struct get1 g;
+    struct ids_wait w2;
+    struct store_op sop;
+    struct req *r;
+    struct obj *o;               /* referenced */
+    struct obj *np;              /* referenced */
+    char idpath[IDS_PATH_LEN];
+};
+
+static void link_finish(struct op_link *op, int rc)
+{
+    struct req *r = op->r;
+    struct server *srv = r->srv;
+    const struct link_req *m = REQ_MSG(r, link_req);
+
+    if (op->np && rc == 0)
+        server_inval(srv, r->c, &op->o->id, INVAL_ATTR | INVAL_ENTRY,
+                     &op->np->id, m->newname);
+    if (op->np)
+        ids_put(&srv->ids, op->np);
+    if (rc == 0) {
+        reply_attr_of(r, op->o); /* consumes the reference */
+    } else {
+        ids_put(&srv->ids, op->o);
+        req_reply(r, rc, NULL);
+    }
+    free(op);
+}
+
+static void link_done_cb(struct store_op *sop, int res)
+{
+    link_finish(container_of(sop, struct op_link, sop), res);
+}
+
+static void link_np_cb(struct ids_wait *w, struct obj *np, int status)
+{
+    struct op_link *op = container_of(w, struct op_link, w2);
+    const struct link_req *m = REQ_MSG(op->r, link_req);
+    struct server *srv = op->r->srv;
+
+    if (status < 0) {
+        link_finish(op, status);
+        return;
+    }
+    op->np = np;
+    if (np->type != S_IFDIR) {
+        link_finish(op, -ENOTDIR);
+        return;
+    }
+    if (is_meta_name(srv, np, m->newname)) {
+        link_finish(op, -EPERM);
+        return;
+    }
+    /* Link the ids/ entry: it is the object itself, and linkat without
+     * AT_SYMLINK_FOLLOW links a symlink, not its target. */
+    ids_path(&op->o->id, op->idpath);
+    store_linkat(&srv->st, &op->sop, link_done_cb, srv->st.ids_fd, op->idpath,
+                 np->fd, m->newname, 0);
+}
+
+static void link_obj_cb(struct get1 *g, struct obj *o)
+{
+    struct op_link *op = container_of(g, struct op_link, g);
+
+    if (!o) {
+        free(op);
+        return;
+    }
+    op->o = o;
+    if (o->type == S_IFDIR) {
+        link_finish(op, -EPERM); /* no hard links to directories */
+        return;
+    }
+    ids_get(&op->r->srv->ids, &REQ_MSG(op->r, link_req)->newparent, &op->w2,
+            link_np_cb);
+}
+
+void op_link(struct req *r)
+{
+    struct op_link *op = calloc(1, sizeof(*op));
+
+    if (!op) {
+        req_reply(r, -ENOMEM, NULL);
+        return;
+    }
+    op->r = r;
+    get1_start(&op->g, r, &REQ_MSG(r, link_req)->id, link_obj_cb);
+}
+
+/* ---- drop an ids/ entry when its object lost its last name ---- */
+
+struct idsdrop;
+typedef void (*idsdrop_cb)(struct idsdrop *d);
+struct idsdrop {
+    struct store_op sop;
+    struct server *srv;          /* borrowed */
+    struct rfs_id id;
+    mode_t type;
+    int fd;                      /* borrowed: the object's open fd */
+    idsdrop_cb cb;
+    char idpath[IDS_PATH_LEN];
+    struct statx stx;
+};
+
+static void idsdrop_unlink_cb(struct store_op *sop, int res)
+{
+    struct idsdrop *d = container_of(sop, struct idsdrop, sop);
+
+    if (res < 0 && res != -ENOENT)
+        log_warn("ids: cannot remove %s: %s", d->idpath, strerror(-res));
+    ids_forget_id(&d->srv->ids, &d->id);
+    d->cb(d);
+}
+
+static void idsdrop_stat_cb(struct store_op *sop, int res)
+{
+    struct idsdrop *d = container_of(sop, struct idsdrop, sop);
+
+    if (res < 0 || d->stx.stx_nlink > 1) { /* other names remain */
+        d->cb(d);
+        return;
+    }
+    store_unlinkat(&d->srv->st, &d->sop, idsdrop_unlink_cb, d->srv->st.ids_fd,
+                   d->idpath, 0);
+}
+
+/* The object (type, fd) just lost a name: remove its ids/ entry if that is
+ * all that is left (rule 1) or if it is a directory (rule 2). */
+static void idsdrop_start(struct idsdrop *d, struct server *srv,
+                          const struct rfs_id *id, mode_t type, int fd,
+                          idsdrop_cb cb)
+{
+    d->srv = srv;
+    d->id = *id;
+    d->type = type;
+    d->fd = fd;
+    d->cb = cb;
+    ids_path(id, d->idpath);
+    if (type == S_IFDIR) {
+        store_unlinkat(&srv->st, &d->sop, idsdrop_unlink_cb, srv->st.ids_fd,
+                       d->idpath, 0);
+        return;
+    }
+    store_statx(&srv->st, &d->sop, idsdrop_stat_cb, fd, "",
+                AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, &d->stx);
+}
+
+/* ---- UNLINK and RMDIR ---- */
+
+struct op_unlink {
+    struct get1 g;
+    struct probe p;
+    struct store_op sop;
+    struct idsdrop drop;
+    struct req *r;
+    struct obj *parent;          /* referenced */
+    bool rmdir;
+    int fd;                      /* the victim, owned */
+};
+
+static void unlink_finish(struct op_unlink *op, int rc)
+{
+    struct req *r = op->r;
+    struct server *srv = r->srv;
+
+    if (rc == 0)
+        server_inval(srv, r->c, &op->p.id, INVAL_ATTR | INVAL_ENTRY,
+                     &op->parent->id, REQ_MSG(r, unlink_req)->name);
+    if (op->fd >= 0)
+        store_close_fd(&srv->st, op->fd);
+    ids_put(&srv->ids, op->parent);
+    free(op);
+    req_reply(r, rc, NULL);
+}
+
+static void unlink_dropped_cb(struct idsdrop *d)
+{
+    unlink_finish(container_of(d, struct op_unlink, drop), 0);
+}
+
+static void unlink_done_cb(struct store_op *sop, int res)
+{
+    struct op_unlink *op = container_of(sop, struct op_unlink, sop);
+
+    if (res < 0) {
+        unlink_finish(op, res);
+        return;
+    }
+    idsdrop_start(&op->drop, op->r->srv, &op->p.id, op->p.type, op->fd,
+                  unlink_dropped_cb);
+}
+
+static void unlink_probe_cb(struct probe *p, int status)
+{
+    struct op_unlink *op = container_of(p, struct op_unlink, p);
+    const struct unlink_req *m = REQ_MSG(op->r, unlink_req);
+
+    if (status < 0) {
+        unlink_finish(op, status);
+        return;
+    }
+    op->fd = p->fd;
+    if (op->rmdir != (p->type == S_IFDIR)) {
+        unlink_finish(op, op->rmdir ? -ENOTDIR : -EISDIR);
+        return;
+    }
+    store_unlinkat(&op->r->srv->st, &op->sop, unlink_done_cb, op->parent->fd,
+                   m->name, op->rmdir ? AT_REMOVEDIR : 0);
+}
+
+static void unlink_parent_cb(struct get1 *g, struct obj *o)
+{
+    struct op_unlink *op = container_of(g, struct op_unlink, g);
+    const struct unlink_req *m = REQ_MSG(op->r, unlink_req);
+    struct server *srv = op->r->srv;
+
+    if (!o) {
+        free(op);
+        return;
+    }
+    op->parent = o;
+    if (o->type != S_IFDIR) {
+        unlink_finish(op, -ENOTDIR);
+        return;
+    }
+    if (is_meta_name(srv, o, m->name)) { /* rule 3 */
+        unlink_finish(op, -ENOENT);
+        return;
+    }
+    probe_start(&op->p, &srv->st, o->fd, m->name, unlink_probe_cb);
+}
+
+static void unlink_start(struct req *r, bool rmdir)
+{
+    struct op_unlink *op = calloc(1, sizeof(*op));
+
+    if (!op) {
+        req_reply(r, -ENOMEM, NULL);
+        return;
+    }
+    op->r = r;
+    op->rmdir = rmdir;
+    op->fd = -1;
+    get1_start(&op->g, r, &REQ_MSG(r, unlink_req)->parent, unlink_parent_cb);
+}
+
+void op_unlink(struct req *r)
+{
+    unlink_start(r, false);
+}
+
+void op_rmdir(struct req *r)
+{
+    unlink_start(r, true);
+}
+
+/* ---- RENAME ----
+ *
+ *   parent --> newparent --> probe source --> probe target (may be absent)
+ *     --> renameat2 --> [dir moved: symlink in tmp/, rename over ids/ link]
+ *     --> [a target was replaced: idsdrop] --> reply
+ */
+
+struct op_rename {
+    struct get1 g;
+    struct ids_wait w2;
+    struct probe p;              /* source, then target */
+    struct store_op sop;
+    struct idsdrop drop;
+    struct req *r;
+    struct obj *sp;              /* referenced: source parent */
+    struct obj *dp;              /* referenced: target parent */
+    struct rfs_id sid;
+    mode_t stype;
+    int sfd;                     /* owned */
+    bool victim;                 /* the target name existed (with an id) */
+    struct rfs_id vid;
+    mode_t vtype;
+    int vfd;                     /* owned */
+    char idpath[IDS_PATH_LEN];
+    char tmpname[80];
+    char dirlink[PROTO_PATH_MAX];
+};
+
+static void rename_finish(struct op_rename *op, int rc)
+{
+    struct req *r = op->r;
+    struct server *srv = r->srv;
+    const struct rename_req *m = REQ_MSG(r, rename_req);
+
+    if (rc == 0) {
+        server_inval(srv, r->c, &op->sid, INVAL_ENTRY, &op->sp->id, m->name);
+        server_inval(srv, r->c, &op->sid, INVAL_ENTRY, &op->dp->id, m->newname);
+    }
+    if (op->sfd >= 0)
+        store_close_fd(&srv->st, op->sfd);
+    if (op->vfd >= 0)
+        store_close_fd(&srv->st, op->vfd);
+    if (op->sp)
+        ids_put(&srv->ids, op->sp);
+    if (op->dp)
+        ids_put(&srv->ids, op->dp);
+    free(op);
+    req_reply(r, rc, NULL);
+}
+
+static void rename_dropped_cb(struct idsdrop *d)
+{
+    rename_finish(container_of(d, struct op_rename, drop), 0);
+}
+
+static void rename_victim(struct op_rename *op)
+{
+    if (!op->victim || rfs_id_eq(&op->vid, &op->sid)) {
+        rename_finish(op, 0); /* nothing replaced (or a link onto itself) */
+        return;
+    }
+    idsdrop_start(&op->drop, op->r->srv, &op->vid, op->vtype, op->vfd,
+                  rename_dropped_cb);
+}
+
+static void rename_relinked_cb(struct store_op *sop, int res)
+{
+    struct op_rename *op = container_of(sop, struct op_rename, sop);
+
+    if (res < 0) /* the rename is done; the dir is found again by LOOKUP */
+        log_err("rename: cannot update ids/%s: %s", op->idpath, strerror(-res));
+    rename_victim(op);
+}
+
+static void rename_tmplink_cb(struct store_op *sop, int res)
+{
+    struct op_rename *op = container_of(sop, struct op_rename, sop);
+    struct store *st = &op->r->srv->st;
+
+    if (res < 0) {
+        rename_relinked_cb(sop, res);
+        return;
+    }
+    /* Rule 2: atomic replace, the ids/ link is never missing. */
+    store_renameat(st, &op->sop, rename_relinked_cb, st->tmp_fd, op->tmpname,
+                   st->ids_fd, op->idpath, 0);
+}
+
+static void rename_done_cb(struct store_op *sop, int res)
+{
+    struct op_rename *op = container_of(sop, struct op_rename, sop);
+    const struct rename_req *m = REQ_MSG(op->r, rename_req);
+    struct store *st = &op->r->srv->st;
+    char hex[RFS_ID_HEX_LEN + 1];
+
+    if (res < 0) {
+        rename_finish(op, res);
+        return;
+    }
+    if (op->stype != S_IFDIR) {
+        rename_victim(op);
+        return;
+    }
+    ids_path(&op->sid, op->idpath);
+    rfs_id_to_hex(&op->sid, hex);
+    snprintf(op->tmpname, sizeof(op->tmpname), "dirlink.%s.%llx", hex,
+             (unsigned long long)uv_hrtime());
+    ids_format_dirlink(&op->dp->id, m->newname, op->dirlink);
+    store_symlinkat(st, &op->sop, rename_tmplink_cb, op->dirlink, st->tmp_fd,
+                    op->tmpname);
+}
+
+static void rename_target_cb(struct probe *p, int status)
+{
+    struct op_rename *op = container_of(p, struct op_rename, p);
+    const struct rename_req *m = REQ_MSG(op->r, rename_req);
+
+    if (status < 0 && status != -ENOENT) {
+        rename_finish(op, status);
+        return;
+    }
+    if (status == 0) {
+        op->victim = true;
+        op->vid = p->id;
+        op->vtype = p->type;
+        op->vfd = p->fd;
+    }
+    store_renameat(&op->r->srv->st, &op->sop, rename_done_cb, op->sp->fd,
+                   m->name, op->dp->fd, m->newname,
+                   (m->flags & RENAME_FLAG_NOREPLACE) ? RENAME_NOREPLACE : 0);
+}
+
+static void rename_source_cb(struct probe *p, int status)
+{
+    struct op_rename *op = container_of(p, struct op_rename, p);
+    const struct rename_req *m = REQ_MSG(op->r, rename_req);
+
+    if (status < 0) {
+        rename_finish(op, status);
+        return;
+    }
+    op->sid = p->id;
+    op->stype = p->type;
+    op->sfd = p->fd;
+    probe_start(&op->p, &op->r->srv->st, op->dp->fd, m->newname,
+                rename_target_cb);
+}
+
+static void rename_dp_cb(struct ids_wait *w, struct obj *dp, int status)
+{
+    struct op_rename *op = container_of(w, struct op_rename, w2);
+    const struct rename_req *m = REQ_MSG(op->r, rename_req);
+    struct server *srv = op->r->srv;
+
+    if (status < 0) {
+        rename_finish(op, status);
+        return;
+    }
+    op->dp = dp;
+    if (dp->type != S_IFDIR) {
+        rename_finish(op, -ENOTDIR);
+        return;
+    }
+    if (is_meta_name(srv, dp, m->newname)) { /* rule 3 */
+        rename_finish(op, -EPERM);
+        return;
+    }
+    probe_start(&op->p, &srv->st, op->sp->fd, m->name, rename_source_cb);
+}
+
+static void rename_sp_cb(struct get1 *g, struct obj *sp)
+{
+    struct op_rename *op = container_of(g, struct op_rename, g);
+    const struct rename_req *m = REQ_MSG(op->r, rename_req);
+    struct server *srv = op->r->srv;
+
+    if (!sp) {
+        free(op);
+        return;
+    }
+    op->sp = sp;
+    if (sp->type != S_IFDIR) {
+        rename_finish(op, -ENOTDIR);
+        return;
+    }
+    if (is_meta_name(srv, sp, m->name)) { /* rule 3 */
+        rename_finish(op, -ENOENT);
+        return;
+    }
+    ids_get(&srv->ids, &m->newparent, &op->w2, rename_dp_cb);
+}
+
+void op_rename(struct req *r)
+{
+    struct op_rename *op = calloc(1, sizeof(*op));
+
+    if (!op) {
+        req_reply(r, -ENOMEM, NULL);
+        return;
+    }
+    op->r = r;
+    op->sfd = op->vfd = -1;
+    get1_start(&op->g, r, &REQ_MSG(r, rename_req)->parent, rename_sp_cb);
+}

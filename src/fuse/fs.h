@@ -1,0 +1,70 @@
+/*
+ * mount.replicafs internals: the filesystem state shared by main.c (process,
+ * loop, session), opts.c (command line) and ops.c (FUSE low-level ops).
+ */
+#ifndef RFS_FUSE_FS_H
+#define RFS_FUSE_FS_H
+
+#define FUSE_USE_VERSION 314
+
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "client/inotab.h"
+#include "client/volume.h"
+#include "common/log.h"
+
+/* What the command line asks for (opts.c). */
+struct mount_opts {
+    char *volfile;            /* owned: absolute path */
+    char *mountpoint;         /* owned: absolute path */
+    bool foreground;          /* -f or -d */
+    bool debug;               /* -d: debug log */
+    bool read_only;           /* ro */
+    double attr_timeout;      /* s */
+    double entry_timeout;     /* s */
+    unsigned ping_timeout_ms;
+    unsigned prefer_brick;    /* 0: none */
+    enum log_level log_level;
+    struct fuse_args fargs;   /* owned: argv for fuse_session_new() */
+};
+
+/*
+ * Parse `mount.replicafs VOLFILE MOUNTPOINT [-o opts] [-f] [-d]` (as
+ * mount(8) calls it too).  Returns 0; 1 when it printed help or version
+ * (exit 0); -EINVAL after printing the error to stderr.  On failure o holds
+ * nothing to free.
+ */
+int mount_opts_parse(int argc, char **argv, struct mount_opts *o);
+void mount_opts_free(struct mount_opts *o);
+
+/* The mounted filesystem: one per process. */
+struct rfs_fs {
+    uv_loop_t *loop;            /* borrowed: main's */
+    struct mount_opts *opts;    /* borrowed: main's */
+    struct volume *vol;         /* owned: closed in fs_stop() */
+    struct fuse_session *se;    /* owned by main */
+    struct inotab inodes;       /* entries hold a vinode reference */
+    uv_poll_t poll;             /* on fuse_session_fd() */
+    bool poll_started;
+    struct fuse_buf buf;        /* receive buffer, reused */
+    uv_signal_t sig[3];         /* INT, TERM, HUP */
+    unsigned nsig;              /* of sig[] initialised */
+    bool stopping;              /* fs_stop() ran: answer, do not grow */
+    bool unmounted;
+    unsigned inflight;          /* requests not yet answered */
+};
+
+/* The low-level operations (ops.c). */
+extern const struct fuse_lowlevel_ops rfs_ll_ops;
+
+/* Release everything the kernel referenced (inode table entries).  Called
+ * once when stopping, before the volume is closed. */
+void fs_drop_inodes(struct rfs_fs *fs);
+
+/* Begin the orderly stop: stop reading the session, unmount, close the
+ * volume; uv_run() returns when everything is closed (main.c). */
+void fs_stop(struct rfs_fs *fs, const char *why);
+
+#endif

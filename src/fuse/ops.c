@@ -1,0 +1,995 @@
+/*
+ * The FUSE low-level operations of mount.replicafs, over the volume engine.
+ *
+ * Design
+ * ======
+ * Everything runs on the one loop thread (main.c reads the session fd from
+ * the loop).  A handler checks its arguments, copies what it needs (names
+ * are copied by the engine before the volume_*() call returns; write data
+ * here), starts one asynchronous volume operation and returns.  The reply
+ * is sent from that operation's callback:
+ *
+ *   kernel request --handler--> volume_*() --...loop...--> callback
+ *        |                          | -errno at once            |
+ *        +-- fuse_reply_err --------+                fuse_reply_* (once)
+ *
+ * Inode numbers come from the inode table (client/inotab.c): each entry
+ * holds one vinode reference and the kernel's lookup count; an entry is
+ * dropped by forget.  Every successful lookup/mkdir/mknod/symlink/link/
+ * create reply and every readdirplus entry counts one lookup, taken back if
+ * the reply does not reach the kernel (an interrupted request).
+ *
+ * Invariants:
+ *  1. Every fuse_req_t gets exactly one reply: either in the handler (when
+ *     the volume call failed at once, then the callback never runs) or in
+ *     the callback.
+ *  2. nlookup of an entry == the number of references the kernel holds.
+ *  3. While stopping (fs->stopping) no new inode table entry is made and
+ *     open files are released at once: the replies go nowhere.
+ *  4. ENOENT for an object addressed by inode (getattr, setattr, open...)
+ *     is answered ESTALE: the name was valid when the kernel looked it up,
+ *     and ESTALE makes the VFS look the path up again (rename over a file
+ *     must never show "no such file" to a reader, tests/integration/
+ *     rename_atomic.sh).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include "common/id.h"
+#include "fuse/fs.h"
+
+#define RFS_BLKSIZE (128 * 1024) /* st_blksize: makes cp and friends use
+                                    big writes (one round trip each) */
+#define HIDDEN_NAME ".replicafs"
+
+static struct rfs_fs *req_fs(fuse_req_t req)
+{
+    return fuse_req_userdata(req);
+}
+
+static struct vinode *ino_vi(struct rfs_fs *fs, fuse_ino_t ino)
+{
+    struct inotab_ent *e = inotab_by_ino(&fs->inodes, ino);
+
+    return e ? e->data : NULL;
+}
+
+static int stale(int status)
+{
+    return status == -ENOENT ? -ESTALE : status;
+}
+
+static void attr_to_stat(const struct proto_attr *a, fuse_ino_t ino,
+                         struct stat *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->st_ino = ino;
+    st->st_mode = a->mode;
+    st->st_nlink = a->nlink;
+    st->st_uid = a->uid;
+    st->st_gid = a->gid;
+    st->st_rdev = a->rdev;
+    st->st_size = (off_t)a->size;
+    st->st_blocks = (blkcnt_t)a->blocks;
+    st->st_blksize = RFS_BLKSIZE;
+    st->st_atim.tv_sec = a->atime.sec;
+    st->st_atim.tv_nsec = a->atime.nsec;
+    st->st_mtim.tv_sec = a->mtime.sec;
+    st->st_mtim.tv_nsec = a->mtime.nsec;
+    st->st_ctim.tv_sec = a->ctime.sec;
+    st->st_ctim.tv_nsec = a->ctime.nsec;
+}
+
+/* Reject names the volume can never hold before going async. */
+static int name_ok(fuse_ino_t parent, const char *name, bool creating)
+{
+    size_t len = strlen(name);
+
+    if (len > PROTO_NAME_MAX)
+        return -ENAMETOOLONG;
+    if (parent == FUSE_ROOT_ID && strcmp(name, HIDDEN_NAME) == 0)
+        return creating ? -EPERM : -ENOENT;
+    return 0;
+}
+
+/*
+ * The inode table entry for vi (made if new, holding its own vinode
+ * reference), and e filled for a reply.  The caller takes the lookup
+ * reference with inotab_ref() when it replies.  -ENOMEM, or -ESHUTDOWN
+ * while stopping (invariant 3).
+ */
+static int entry_fill(struct rfs_fs *fs, struct vinode *vi,
+                      const struct proto_attr *a, struct fuse_entry_param *e,
+                      struct inotab_ent **out)
+{
+    struct inotab_ent *ent = inotab_by_id(&fs->inodes, &a->id);
+    int rc;
+
+    if (fs->stopping)
+        return -ESHUTDOWN;
+    if (!ent) {
+        rc = inotab_add(&fs->inodes, &a->id, vi, &ent);
+        if (rc < 0)
+            return rc;
+        volume_inode_ref(vi);
+    }
+    memset(e, 0, sizeof(*e));
+    e->ino = ent->ino;
+    e->generation = 1;
+    e->attr_timeout = fs->opts->attr_timeout;
+    e->entry_timeout = fs->opts->entry_timeout;
+    attr_to_stat(a, ent->ino, &e->attr);
+    *out = ent;
+    return 0;
+}
+
+/* Give a lookup reference back (the reply did not reach the kernel). */
+static void entry_unref(struct rfs_fs *fs, struct inotab_ent *ent, uint64_t n)
+{
+    struct vinode *vi = inotab_forget(&fs->inodes, ent, n);
+
+    volume_inode_put(vi);
+}
+
+static void reply_entry(struct rfs_fs *fs, fuse_req_t req, struct vinode *vi,
+                        const struct proto_attr *a)
+{
+    struct fuse_entry_param e;
+    struct inotab_ent *ent;
+    int rc = entry_fill(fs, vi, a, &e, &ent);
+
+    if (rc < 0) {
+        fuse_reply_err(req, rc == -ESHUTDOWN ? EIO : -rc);
+        return;
+    }
+    inotab_ref(ent);
+    if (fuse_reply_entry(req, &e) != 0)
+        entry_unref(fs, ent, 1); /* interrupted: the kernel has nothing */
+}
+
+/* ---- lookup, forget ---- */
+
+static void entry_cb(int status, struct vinode *vi, const struct proto_attr *a,
+                     bool created, void *arg)
+{
+    fuse_req_t req = arg;
+
+    (void)created;
+    if (status < 0)
+        fuse_reply_err(req, -status);
+    else
+        reply_entry(req_fs(req), req, vi, a);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct rfs_fs *fs = req_fs(req);
+    struct vinode *pvi = ino_vi(fs, parent);
+    int rc = name_ok(parent, name, false);
+
+    if (rc == 0 && !pvi)
+        rc = -ESTALE;
+    if (rc == 0)
+        rc = volume_lookup(fs->vol, pvi, name, entry_cb, req);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+}
+
+static void forget_one(struct rfs_fs *fs, fuse_ino_t ino, uint64_t n)
+{
+    struct inotab_ent *ent = inotab_by_ino(&fs->inodes, ino);
+
+    if (ent)
+        entry_unref(fs, ent, n);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    forget_one(req_fs(req), ino, nlookup);
+    fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count,
+                            struct fuse_forget_data *forgets)
+{
+    struct rfs_fs *fs = req_fs(req);
+
+    for (size_t i = 0; i < count; i++)
+        forget_one(fs, forgets[i].ino, forgets[i].nlookup);
+    fuse_reply_none(req);
+}
+
+/* ---- attributes ---- */
+
+static void attr_cb(int status, const struct proto_attr *a, void *arg)
+{
+    fuse_req_t req = arg;
+    struct rfs_fs *fs = req_fs(req);
+    struct inotab_ent *ent;
+    struct stat st;
+
+    if (status < 0) {
+        fuse_reply_err(req, -stale(status));
+        return;
+    }
+    ent = inotab_by_id(&fs->inodes, &a->id);
+    attr_to_stat(a, ent ? ent->ino : 0, &st);
+    fuse_reply_attr(req, &st, fs->opts->attr_timeout);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino,
+                       struct fuse_file_info *fi)
+{
+    struct rfs_fs *fs = req_fs(req);
+    struct vinode *vi = ino_vi(fs, ino);
+    int rc = vi ? volume_getattr(fs->vol, vi, attr_cb, req) : -ESTALE;
+
+    (void)fi;
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+}
+
+static struct proto_time now_time(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (struct proto_time){ts.tv_sec, (uint32_t)ts.tv_nsec};
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+                       int to_set, struct fuse_file_info *fi)
+{
+    struct rfs_fs *fs = req_fs(req);
+    struct vinode *vi = ino_vi(fs, ino);
+    struct setattr_req r = {0};
+    int rc;
+
+    (void)fi;
+    if (!vi) {
+        fuse_reply_err(req, ESTALE);
+        return;
+    }
+    if (to_set & FUSE_SET_ATTR_MODE) {
+        r.valid |= SETATTR_MODE;
+        r.mode = attr->st_mode & 07777;
+    }
+    if (to_set & FUSE_SET_ATTR_UID) {
+        r.valid |= SETATTR_UID;
+        r.uid = attr->st_uid;
+    }
+    if (to_set & FUSE_SET_ATTR_GID) {
+        r.valid |= SETATTR_GID;
+        r.gid = attr->st_gid;
+    }
+    if (to_set & FUSE_SET_ATTR_SIZE) {
+        r.valid |= SETATTR_SIZE;
+        r.size = (uint64_t)attr->st_size;
+    }
+    /* "Now" is taken here and sent as a value, so that every brick stores
+     * the same time. */
+    if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
+        r.valid |= SETATTR_ATIME;
+        r.atime = (to_set & FUSE_SET_ATTR_ATIME_NOW)
+                      ? now_time()
+                      : (struct proto_time){attr->st_atim.tv_sec,
+                                            (uint32_t)attr->st_atim.tv_nsec};
+    }
+    if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
+        r.valid |= SETATTR_MTIME;
+        r.mtime = (to_set & FUSE_SET_ATTR_MTIME_NOW)
+                      ? now_time()
+                      : (struct proto_time){attr->st_mtim.tv_sec,
+                                            (uint32_t)attr->st_mtim.tv_nsec};
+    }
+    if (r.valid == 0) /* only ctime (or nothing): a getattr */
+        rc = volume_getattr(fs->vol, vi, attr_cb, req);
+    else
+        rc = volume_setattr(fs->vol, vi, &r, attr_cb, req);
+    if (rc < 0)
+        fuse_reply_err(req, -stale(rc));
+}
+
+/* ---- namespace ---- */
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+                     mode_t mode)
+{
+    struct rfs_fs *fs = req_fs(req);
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    struct vinode *pvi = ino_vi(fs, parent);
+    int rc = name_ok(parent, name, true);
+
+    if (rc == 0 && !pvi)
+        rc = -ESTALE;
+    if (rc == 0)
+        rc = volume_mkdir(fs->vol, pvi, name, S_IFDIR | (mode & 07777),
+                          ctx->uid, ctx->gid, entry_cb, req);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+                     mode_t mode, dev_t rdev)
+{
+    struct rfs_fs *fs = req_fs(req);
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    struct vinode *pvi = ino_vi(fs, parent);
+    int rc = name_ok(parent, name, true);
+
+    if (rc == 0 && !S_ISREG(mode) && !S_ISFIFO(mode))
+        rc = -EPERM; /* devices and sockets do not replicate */
+    if (rc == 0 && !pvi)
+        rc = -ESTALE;
+    if (rc == 0)
+        rc = volume_mknod(fs->vol, pvi, name, mode, (uint32_t)rdev, ctx->uid,
+                          ctx->gid, entry_cb, req);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+                       const char *name)
+{
+    struct rfs_fs *fs = req_fs(req);
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    struct vinode *pvi = ino_vi(fs, parent);
+    int rc = name_ok(parent, name, true);
+
+    if (rc == 0 && !pvi)
+        rc = -ESTALE;
+    if (rc == 0)
+        rc = volume_symlink(fs->vol, pvi, name, link, ctx->uid, ctx->gid,
+                            entry_cb, req);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+                    const char *newname)
+{
+    struct rfs_fs *fs = req_fs(req);
+    struct vinode *vi = ino_vi(fs, ino);
+    struct vinode *pvi = ino_vi(fs, newparent);
+    int rc = name_ok(newparent, newname, true);
+
+    if (rc == 0 && (!vi || !pvi))
+        rc = -ESTALE;
+    if (rc == 0)
+        rc = volume_link(fs->vol, vi, pvi, newname, entry_cb, req);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+}
+
+static void status_cb(int status, void *arg)
+{
+    fuse_reply_err(arg, -status);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct rfs_fs *fs = req_fs(req);
+    struct vinode *pvi = ino_vi(fs, parent);
+    int rc = name_ok(parent, name, false);
+
+    if (rc == 0 && !pvi)
+        rc = -ESTALE;
+    if (rc == 0)
+        rc = volume_unlink(fs->vol, pvi, name, status_cb, req);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct rfs_fs *fs = req_fs(req);
+    struct vinode *pvi = ino_vi(fs, parent);
+    int rc = name_ok(parent, name, false);
+
+    if (rc == 0 && !pvi)
+        rc = -ESTALE;
+    if (rc == 0)
+        rc = volume_rmdir(fs->vol, pvi, name, status_cb, req);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+                      fuse_ino_t newparent, const char *newname,
+                      unsigned int flags)
+{
+    struct rfs_fs *fs = req_fs(req);
+    struct vinode *pvi = ino_vi(fs, parent);
+    struct vinode *npvi = ino_vi(fs, newparent);
+    int rc = name_ok(parent, name, false);
+
+    if (rc == 0)
+        rc = name_ok(newparent, newname, true);
+    if (rc == 0 && (flags & ~(unsigned)RENAME_NOREPLACE))
+        rc = -EINVAL; /* RENAME_EXCHANGE, RENAME_WHITEOUT */
+    if (rc == 0 && (!pvi || !npvi))
+        rc = -ESTALE;
+    if (rc == 0)
+        rc = volume_rename(fs->vol, pvi, name, npvi, newname,
+                           (flags & RENAME_NOREPLACE) ? RENAME_FLAG_NOREPLACE
+                                                      : 0,
+                           status_cb, req);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+}
+
+static void readlink_cb(int status, const uint8_t *data, size_t len, void *arg)
+{
+    fuse_req_t req = arg;
+
+    (void)len;
+    if (status < 0)
+        fuse_reply_err(req, -stale(status));
+    else
+        fuse_reply_readlink(req, (const char *)data);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    struct rfs_fs *fs = req_fs(req);
+    struct vinode *vi = ino_vi(fs, ino);
+    int rc = vi ? volume_readlink(fs->vol, vi, readlink_cb, req) : -ESTALE;
+
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+}
+
+/* ---- open files ---- */
+
+static void open_cb(int status, struct vfile *f, const struct proto_attr *a,
+                    void *arg)
+{
+    fuse_req_t req = arg;
+    struct rfs_fs *fs = req_fs(req);
+    struct fuse_file_info fi = {0};
+
+    (void)a;
+    if (status < 0) {
+        fuse_reply_err(req, -stale(status));
+        return;
+    }
+    if (fs->stopping) { /* invariant 3 */
+        volume_release(fs->vol, f, NULL, NULL);
+        fuse_reply_err(req, EIO);
+        return;
+    }
+    fi.fh = (uintptr_t)f;
+    /* Another node may have changed the file: drop cached pages on open
+     * (close-to-open coherence). */
+    fi.keep_cache = 0;
+    if (fuse_reply_open(req, &fi) != 0)
+        volume_release(fs->vol, f, NULL, NULL);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct rfs_fs *fs = req_fs(req);
+    struct vinode *vi = ino_vi(fs, ino);
+    int rc = vi ? volume_open(fs->vol, vi, (uint32_t)fi->flags, open_cb, req)
+                : -ESTALE;
+
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+}
+
+/* create: make (or find) the file, maybe truncate it, open it, reply. */
+struct fop_create {
+    fuse_req_t req;
+    struct rfs_fs *fs;
+    struct vinode *vi;        /* a reference once made */
+    struct proto_attr attr;
+    struct fuse_file_info fi; /* copy of the kernel's */
+};
+
+static void create_free(struct fop_create *c)
+{
+    volume_inode_put(c->vi);
+    free(c);
+}
+
+static void create_open_cb(int status, struct vfile *f,
+                           const struct proto_attr *a, void *arg)
+{
+    struct fop_create *c = arg;
+    struct rfs_fs *fs = c->fs;
+    struct fuse_entry_param e;
+    struct inotab_ent *ent;
+    int rc;
+
+    (void)a;
+    if (status < 0) {
+        fuse_reply_err(c->req, -status);
+        create_free(c);
+        return;
+    }
+    rc = entry_fill(fs, c->vi, &c->attr, &e, &ent);
+    if (rc < 0) {
+        volume_release(fs->vol, f, NULL, NULL);
+        fuse_reply_err(c->req, rc == -ESHUTDOWN ? EIO : -rc);
+        create_free(c);
+        return;
+    }
+    inotab_ref(ent);
+    c->fi.fh = (uintptr_t)f;
+    c->fi.keep_cache = 0;
+    if (fuse_reply_create(c->req, &e, &c->fi) != 0) {
+        entry_unref(fs, ent, 1);
+        volume_release(fs->vol, f, NULL, NULL);
+    }
+    create_free(c);
+}
+
+static void create_open(struct fop_create *c)
+{
+    int rc = volume_open(c->fs->vol, c->vi, (uint32_t)c->fi.flags,
+                         create_open_cb, c);
+
+    if (rc < 0) {
+        fuse_reply_err(c->req, -rc);
+        create_free(c);
+    }
+}
+
+static void create_trunc_cb(int status, const struct proto_attr *a, void *arg)
+{
+    struct fop_create *c = arg;
+
+    if (status < 0) {
+        fuse_reply_err(c->req, -status);
+        create_free(c);
+        return;
+    }
+    c->attr = *a;
+    create_open(c);
+}
+
+static void create_cb(int status, struct vinode *vi, const struct proto_attr *a,
+                      bool created, void *arg)
+{
+    struct fop_create *c = arg;
+    struct setattr_req r = {0};
+    int rc;
+
+    if (status < 0) {
+        fuse_reply_err(c->req, -status);
+        create_free(c);
+        return;
+    }
+    volume_inode_ref(vi);
+    c->vi = vi;
+    c->attr = *a;
+    if (created || !(c->fi.flags & O_TRUNC) || a->size == 0) {
+        create_open(c);
+        return;
+    }
+    /* It existed (another node made it first) and O_TRUNC asks for it
+     * empty: the kernel believes it created the file and will not. */
+    r.valid = SETATTR_SIZE;
+    r.size = 0;
+    rc = volume_setattr(c->fs->vol, vi, &r, create_trunc_cb, c);
+    if (rc < 0) {
+        fuse_reply_err(c->req, -rc);
+        create_free(c);
+    }
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+                      mode_t mode, struct fuse_file_info *fi)
+{
+    struct rfs_fs *fs = req_fs(req);
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    struct vinode *pvi = ino_vi(fs, parent);
+    struct fop_create *c;
+    int rc = name_ok(parent, name, true);
+
+    if (rc == 0 && !pvi)
+        rc = -ESTALE;
+    if (rc == 0 && !S_ISREG(mode) && (mode & S_IFMT))
+        rc = -EINVAL;
+    if (rc < 0) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    c->req = req;
+    c->fs = fs;
+    c->fi = *fi;
+    rc = volume_create(fs->vol, pvi, name, S_IFREG | (mode & 07777), ctx->uid,
+                       ctx->gid, (fi->flags & O_EXCL) != 0, create_cb, c);
+    if (rc < 0) {
+        fuse_reply_err(req, -rc);
+        free(c);
+    }
+}
+
+static void read_cb(int status, const uint8_t *data, size_t len, void *arg)
+{
+    fuse_req_t req = arg;
+
+    if (status < 0)
+        fuse_reply_err(req, -status);
+    else
+        fuse_reply_buf(req, (const char *)data, len);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    struct rfs_fs *fs = req_fs(req);
+    struct vfile *f = (struct vfile *)(uintptr_t)fi->fh;
+    int rc;
+
+    (void)ino;
+    if (off < 0) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    rc = volume_read(fs->vol, volume_file_inode(f), (uint64_t)off, size,
+                     read_cb, req);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+}
+
+struct fop_write {
+    fuse_req_t req;
+    uint8_t data[]; /* the kernel's buffer is reused for the next request */
+};
+
+static void write_cb(int status, uint32_t count, const struct proto_attr *a,
+                     void *arg)
+{
+    struct fop_write *w = arg;
+
+    (void)a;
+    if (status < 0)
+        fuse_reply_err(w->req, -status);
+    else
+        fuse_reply_write(w->req, count);
+    free(w);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+                     size_t size, off_t off, struct fuse_file_info *fi)
+{
+    struct rfs_fs *fs = req_fs(req);
+    struct vfile *f = (struct vfile *)(uintptr_t)fi->fh;
+    struct fop_write *w;
+    int rc;
+
+    (void)ino;
+    if (off < 0 || size > PROTO_MAX_IO) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    w = malloc(sizeof(*w) + size);
+    if (!w) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    w->req = req;
+    memcpy(w->data, buf, size);
+    rc = volume_write(fs->vol, f, (uint64_t)off, w->data, size, write_cb, w);
+    if (rc < 0) {
+        fuse_reply_err(req, -rc);
+        free(w);
+    }
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino,
+                     struct fuse_file_info *fi)
+{
+    struct rfs_fs *fs = req_fs(req);
+    struct vfile *f = (struct vfile *)(uintptr_t)fi->fh;
+    int rc = volume_flush(fs->vol, f, status_cb, req);
+
+    (void)ino;
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+                       struct fuse_file_info *fi)
+{
+    struct rfs_fs *fs = req_fs(req);
+    struct vfile *f = (struct vfile *)(uintptr_t)fi->fh;
+
+    (void)ino;
+    /* The kernel does not wait for this answer's content: reply now and
+     * let the post-op run behind it. */
+    volume_release(fs->vol, f, NULL, NULL);
+    fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+                     struct fuse_file_info *fi)
+{
+    struct rfs_fs *fs = req_fs(req);
+    struct vfile *f = (struct vfile *)(uintptr_t)fi->fh;
+    int rc = volume_fsync(fs->vol, f, datasync != 0, status_cb, req);
+
+    (void)ino;
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+}
+
+/* ---- directories ---- */
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino,
+                       struct fuse_file_info *fi)
+{
+    struct rfs_fs *fs = req_fs(req);
+    struct vinode *vi = ino_vi(fs, ino);
+    struct vdir *d;
+    int rc = vi ? volume_opendir(fs->vol, vi, &d) : -ESTALE;
+
+    if (rc < 0) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    fi->fh = (uintptr_t)d;
+    fi->cache_readdir = 0;
+    if (fuse_reply_open(req, fi) != 0)
+        volume_closedir(d);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
+                          struct fuse_file_info *fi)
+{
+    (void)ino;
+    volume_closedir((struct vdir *)(uintptr_t)fi->fh);
+    fuse_reply_err(req, 0);
+}
+
+/* FUSE offsets: 1 after ".", 2 after "..", 2 + k after the volume's
+ * entry with next_off k. */
+#define DOTS 2
+
+struct fop_readdir {
+    fuse_req_t req;
+    struct rfs_fs *fs;
+    fuse_ino_t ino;
+    bool plus;
+    size_t size;       /* the kernel's buffer */
+    off_t off;
+};
+
+static size_t add_dots(struct fop_readdir *r, char *buf, size_t pos)
+{
+    static const char *const names[DOTS] = {".", ".."};
+    struct fuse_entry_param e;
+
+    for (off_t i = r->off; i < DOTS; i++) {
+        size_t need;
+
+        memset(&e, 0, sizeof(e));
+        e.attr.st_ino = r->ino;
+        e.attr.st_mode = S_IFDIR;
+        /* For "." and ".." the kernel takes no lookup reference. */
+        if (r->plus)
+            need = fuse_add_direntry_plus(r->req, buf + pos, r->size - pos,
+                                          names[i], &e, i + 1);
+        else
+            need = fuse_add_direntry(r->req, buf + pos, r->size - pos,
+                                     names[i], &e.attr, i + 1);
+        if (need > r->size - pos)
+            break;
+        pos += need;
+    }
+    return pos;
+}
+
+/* Take back the lookup references of entries the kernel did not get. */
+static void undo_plus(struct rfs_fs *fs, struct inotab_ent **added, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        entry_unref(fs, added[i], 1);
+}
+
+static void readdir_cb(int status, const struct vdirent *ents, size_t n,
+                       bool eof, void *arg)
+{
+    struct fop_readdir *r = arg;
+    struct rfs_fs *fs = r->fs;
+    struct inotab_ent **added = NULL;
+    size_t pos, nadded = 0;
+    char *buf;
+
+    (void)eof;
+    if (status < 0) {
+        fuse_reply_err(r->req, -stale(status));
+        free(r);
+        return;
+    }
+    buf = malloc(r->size ? r->size : 1);
+    if (r->plus && n)
+        added = calloc(n, sizeof(*added));
+    if (!buf || (r->plus && n && !added)) {
+        fuse_reply_err(r->req, ENOMEM);
+        goto out;
+    }
+    pos = add_dots(r, buf, 0);
+    for (size_t i = 0; i < n; i++) {
+        struct fuse_entry_param e;
+        struct inotab_ent *ent = NULL;
+        off_t next = (off_t)(ents[i].next_off + DOTS);
+        size_t need;
+
+        if (!r->plus) {
+            struct stat st;
+            struct inotab_ent *known = inotab_by_id(&fs->inodes,
+                                                    &ents[i].attr.id);
+
+            attr_to_stat(&ents[i].attr,
+                         known ? known->ino
+                               : (rfs_id_hash(&ents[i].attr.id) | 1ull << 63),
+                         &st);
+            need = fuse_add_direntry(r->req, buf + pos, r->size - pos,
+                                     ents[i].name, &st, next);
+        } else {
+            struct vinode *vi;
+
+            if (volume_inode_get(fs->vol, &ents[i].attr.id, &vi) < 0)
+                break;
+            status = entry_fill(fs, vi, &ents[i].attr, &e, &ent);
+            volume_inode_put(vi); /* the table holds its own */
+            if (status < 0)
+                break;
+            need = fuse_add_direntry_plus(r->req, buf + pos, r->size - pos,
+                                          ents[i].name, &e, next);
+            if (need <= r->size - pos) {
+                inotab_ref(ent);
+                added[nadded++] = ent;
+            } else if (ent->nlookup == 0) {
+                entry_unref(fs, ent, 0); /* made for nothing */
+            }
+        }
+        if (need > r->size - pos)
+            break;
+        pos += need;
+    }
+    if (fuse_reply_buf(r->req, buf, pos) != 0)
+        undo_plus(fs, added, nadded);
+out:
+    free(added);
+    free(buf);
+    free(r);
+}
+
+static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size,
+                           off_t off, struct fuse_file_info *fi, bool plus)
+{
+    struct rfs_fs *fs = req_fs(req);
+    struct vdir *d = (struct vdir *)(uintptr_t)fi->fh;
+    struct fop_readdir *r = calloc(1, sizeof(*r));
+    uint64_t voff = off > DOTS ? (uint64_t)(off - DOTS) : 0;
+    int rc;
+
+    if (!r) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    r->req = req;
+    r->fs = fs;
+    r->ino = ino;
+    r->plus = plus;
+    r->size = size;
+    r->off = off < 0 ? 0 : off;
+    rc = volume_readdir(fs->vol, d, voff, size, readdir_cb, r);
+    if (rc < 0) {
+        fuse_reply_err(req, -rc);
+        free(r);
+    }
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+    readdir_common(req, ino, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+                           off_t off, struct fuse_file_info *fi)
+{
+    readdir_common(req, ino, size, off, fi, true);
+}
+
+/* ---- the rest ---- */
+
+static void statfs_cb(int status, const struct statfs_rep *s, void *arg)
+{
+    fuse_req_t req = arg;
+    struct statvfs st;
+
+    if (status < 0) {
+        fuse_reply_err(req, -status);
+        return;
+    }
+    memset(&st, 0, sizeof(st));
+    st.f_bsize = s->bsize;
+    st.f_frsize = s->bsize;
+    st.f_blocks = s->blocks;
+    st.f_bfree = s->bfree;
+    st.f_bavail = s->bavail;
+    st.f_files = s->files;
+    st.f_ffree = s->ffree;
+    st.f_favail = s->ffree;
+    st.f_namemax = s->namemax;
+    fuse_reply_statfs(req, &st);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    int rc = volume_statfs(req_fs(req)->vol, statfs_cb, req);
+
+    (void)ino;
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+    (void)userdata;
+    /* One WRITE frame per kernel write: both are 1 MiB at most. */
+    if (conn->max_write > PROTO_MAX_IO)
+        conn->max_write = PROTO_MAX_IO;
+    /* O_TRUNC arrives as a setattr (one change, one transaction) rather
+     * than hidden in open. */
+    conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+    /* Locks stay local to one node (documented in docs/client.md). */
+    conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+    conn->time_gran = 1;
+}
+
+const struct fuse_lowlevel_ops rfs_ll_ops = {
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .readlink = op_readlink,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .symlink = op_symlink,
+    .rename = op_rename,
+    .link = op_link,
+    .open = op_open,
+    .read = op_read,
+    .write = op_write,
+    .flush = op_flush,
+    .release = op_release,
+    .fsync = op_fsync,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .releasedir = op_releasedir,
+    .statfs = op_statfs,
+    .create = op_create,
+};
+
+static void put_vinode(void *data)
+{
+    volume_inode_put(data);
+}
+
+void fs_drop_inodes(struct rfs_fs *fs)
+{
+    inotab_fini(&fs->inodes, put_vinode);
+}

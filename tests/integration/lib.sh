@@ -1,0 +1,234 @@
+# Helpers for the shell integration tests (sourced, never run).
+#
+# Every test gets: its own temp dir ($T), free ports on 127.0.0.1, a volume
+# of 3 bricks started with --init, mounts of it (two "web nodes"), a trap
+# that unmounts (fusermount3 -u, lazy -uz as fallback) and kills only the
+# PIDs it started, a watchdog for the whole test, and a repro line on
+# failure.
+#
+# Env: RFS_BIN_DIR (build dir with replicafsd, mount.replicafs, replicafs),
+#      RFS_SRC_DIR (source tree), RFS_TEST_TIMEOUT (s, default 600),
+#      RFS_KEEP=1 keeps $T after a failure for a look.
+
+set -euo pipefail
+
+: "${RFS_BIN_DIR:?RFS_BIN_DIR must name the build directory}"
+: "${RFS_SRC_DIR:?RFS_SRC_DIR must name the source directory}"
+
+RFS_TEST=$(basename "$0" .sh)
+RFS_TEST_TIMEOUT=${RFS_TEST_TIMEOUT:-600}
+T=$(mktemp -d "/tmp/rfs-$RFS_TEST.XXXXXX")
+VOL=$T/vol.vol
+NBRICKS=3
+declare -a BRICK_PID=() BRICK_PORT=()
+declare -a MOUNTS=() MOUNT_PIDS=() OTHER_PIDS=()
+WATCHDOG_PID=
+rfs_failed=0
+
+log() { printf '[%s %s] %s\n' "$(date +%T)" "$RFS_TEST" "$*" >&2; }
+
+fail() {
+    rfs_failed=1
+    printf 'FAIL: %s: %s\n' "$RFS_TEST" "$*" >&2
+    exit 1
+}
+
+# Assert: check CMD... runs and exits 0, else fail with its description.
+check() {
+    local what=$1
+    shift
+    "$@" || fail "$what"
+}
+
+rfs_cleanup() {
+    local rc=$? p m
+    set +e
+    trap - EXIT INT TERM
+    [ "$rfs_failed" = 1 ] && rc=1
+    [ -n "$WATCHDOG_PID" ] && kill "$WATCHDOG_PID" 2>/dev/null
+    # Stopped bricks must run again to die.
+    for p in "${BRICK_PID[@]}" "${OTHER_PIDS[@]}"; do
+        [ -n "$p" ] && kill -CONT "$p" 2>/dev/null
+    done
+    for p in "${OTHER_PIDS[@]}"; do
+        [ -n "$p" ] && kill "$p" 2>/dev/null
+    done
+    for m in "${MOUNTS[@]}"; do
+        if mountpoint -q "$m" 2>/dev/null; then
+            fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null
+        fi
+    done
+    for p in "${MOUNT_PIDS[@]}" "${BRICK_PID[@]}"; do
+        [ -n "$p" ] && kill "$p" 2>/dev/null
+    done
+    for p in "${MOUNT_PIDS[@]}" "${BRICK_PID[@]}" "${OTHER_PIDS[@]}"; do
+        [ -n "$p" ] || continue
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null
+    done
+    if [ "$rc" != 0 ]; then
+        echo "---- $RFS_TEST failed (rc $rc); logs from $T ----" >&2
+        for f in "$T"/*.log; do
+            [ -f "$f" ] || continue
+            echo "---- $(basename "$f") (last 30 lines) ----" >&2
+            tail -n 30 "$f" >&2
+        done
+        echo "repro: RFS_BIN_DIR=$RFS_BIN_DIR RFS_SRC_DIR=$RFS_SRC_DIR RFS_KEEP=1 bash $0" >&2
+    fi
+    if [ "$rc" != 0 ] && [ "${RFS_KEEP:-0}" = 1 ]; then
+        echo "kept $T" >&2
+    else
+        rm -rf "$T"
+    fi
+    exit "$rc"
+}
+trap rfs_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The watchdog: after the timeout, detach the mounts (so no syscall stays
+# blocked on them) and end the test, which runs the cleanup.
+(
+    sleep "$RFS_TEST_TIMEOUT"
+    echo "TIMEOUT: $RFS_TEST exceeded ${RFS_TEST_TIMEOUT}s" >&2
+    for m in "$T"/m*; do fusermount3 -uz "$m" 2>/dev/null; done
+    kill -TERM $$ 2>/dev/null
+) &
+WATCHDOG_PID=$!
+
+# Wait up to $1 seconds for "$2..." to succeed.
+wait_for() {
+    local secs=$1 i
+    shift
+    for ((i = 0; i < secs * 10; i++)); do
+        "$@" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Write $VOL and its key for $NBRICKS bricks on fresh ports.
+volume_create() {
+    local i
+    "$RFS_BIN_DIR/replicafs" keygen >"$T/vol.key"
+    {
+        echo "[volume]"
+        echo "name = testvol"
+        echo "replica = $NBRICKS"
+        echo "secret-file = vol.key"
+        for ((i = 1; i <= NBRICKS; i++)); do
+            BRICK_PORT[$i]=$(free_port)
+            echo "[brick.$i]"
+            echo "address = 127.0.0.1:${BRICK_PORT[$i]}"
+        done
+    } >"$VOL"
+}
+
+# brick_start N [--init]: start brick N in the foreground (its PID kept).
+brick_start() {
+    local i=$1
+    shift
+    mkdir -p "$T/brick$i"
+    "$RFS_BIN_DIR/replicafsd" --volume "$VOL" --brick "$i" --dir "$T/brick$i" \
+        --listen "127.0.0.1:${BRICK_PORT[$i]}" --foreground "$@" \
+        >>"$T/brick$i.log" 2>&1 &
+    BRICK_PID[$i]=$!
+    wait_for 30 port_open "${BRICK_PORT[$i]}" ||
+        fail "brick $i did not start listening on ${BRICK_PORT[$i]}"
+}
+
+# brick_kill N [SIG]: signal brick N (default KILL) and, unless STOP, reap it.
+brick_kill() {
+    local i=$1 sig=${2:-KILL}
+    kill "-$sig" "${BRICK_PID[$i]}"
+    if [ "$sig" != STOP ] && [ "$sig" != CONT ]; then
+        wait "${BRICK_PID[$i]}" 2>/dev/null || true
+        BRICK_PID[$i]=
+    fi
+}
+
+# The usual start: a volume of 3 fresh bricks.
+volume_start() {
+    local i
+    volume_create
+    for ((i = 1; i <= NBRICKS; i++)); do
+        brick_start "$i" --init
+    done
+}
+
+# mount_volume NAME [OPTS]: mount at $T/NAME in the foreground mode (so its
+# PID is ours to kill); prints the mount point.
+mount_volume() {
+    local name=$1 opts=${2:-} dir=$T/$1 pid
+    mkdir -p "$dir"
+    "$RFS_BIN_DIR/mount.replicafs" "$VOL" "$dir" -f ${opts:+-o "$opts"} \
+        >>"$T/$name.log" 2>&1 &
+    pid=$!
+    MOUNTS+=("$dir")
+    MOUNT_PIDS+=("$pid")
+    wait_for 60 mountpoint -q "$dir" || fail "mount $name did not come up"
+    echo "$dir"
+}
+
+unmount_volume() {
+    local dir=$1
+    fusermount3 -u "$dir" 2>/dev/null || fusermount3 -uz "$dir"
+}
+
+# The brick's copy of a path (relative to the volume root).
+brick_path() { echo "$T/brick$1/$2"; }
+
+# Print a replication xattr (hex) of a brick object, or nothing.
+brick_xattr() {
+    python3 - "$1" "$2" <<'EOF'
+import os, sys
+try:
+    print(os.getxattr(sys.argv[1], sys.argv[2], follow_symlinks=False).hex())
+except OSError:
+    pass
+EOF
+}
+
+# Sum of the pending counters on a brick object (0 when none).
+brick_pending_sum() {
+    python3 - "$1" <<'EOF'
+import os, struct, sys
+try:
+    v = os.getxattr(sys.argv[1], "trusted.rfs.pending", follow_symlinks=False)
+except OSError:
+    print(0); sys.exit(0)
+n = len(v) // 8
+print(sum(abs(x) for x in struct.unpack("<%dq" % n, v[:8 * n])))
+EOF
+}
+
+# pending[N] (1-based brick) on a brick object.
+brick_pending_for() {
+    python3 - "$1" "$2" <<'EOF'
+import os, struct, sys
+try:
+    v = os.getxattr(sys.argv[1], "trusted.rfs.pending", follow_symlinks=False)
+except OSError:
+    print(0); sys.exit(0)
+i = int(sys.argv[2]) - 1
+n = len(v) // 8
+print(struct.unpack("<%dq" % n, v[:8 * n])[i] if i < n else 0)
+EOF
+}
+
+# The object id (hex) of a brick object.
+brick_id() { brick_xattr "$1" trusted.rfs.id; }
+
+# Bytes of the running test's volume on every brick are the same as $1.
+same_on_bricks() {
+    local rel=$1 i
+    for ((i = 1; i <= NBRICKS; i++)); do
+        cmp -s "$(brick_path 1 "$rel")" "$(brick_path "$i" "$rel")" || return 1
+    done
+}
