@@ -420,7 +420,9 @@ def ratio(a, b):
     if a is None or b is None or not b["rate"] or a.get("errors"):
         return "n/a"
     q = a["rate"] / b["rate"]
-    return f"{q:,.0f}×" if q >= 100 else f"{q:.2f}×"
+    if q >= 100:
+        return f"{q:,.0f}×"
+    return f"{q:.2f}×" if q >= 1 else f"{q:.2g}×"
 
 def target(name):
     t = targets.get(name)
@@ -459,6 +461,10 @@ lines.append(f"Machine: {os.cpu_count()} cores, "
 lines.append("Rates are per second (higher is better) except the xnode rows, "
              "which are median milliseconds until mount B reads what mount A "
              "wrote (lower is better; for local, A and B are one directory).")
+lines.append("Load average (1/5/15 min) at the start and end of each column: "
+             + "; ".join(f"{c} {runs[c].get('loadavg_start', '?')} → "
+                         f"{runs[c].get('loadavg_end', '?')}"
+                         for c in cols if c in runs) + ".")
 lines.append("")
 lines.append("| phase (unit) | local | replicafs | gluster | replicafs/local "
              "| replicafs/gluster | gluster/local | target (issue #6) | met |")

@@ -202,6 +202,8 @@ struct bench {
     bool drop_warned;
     struct result res[PH_COUNT];
     struct watch_stat watch[MAX_WATCH];
+    char load_start[64];    /* /proc/loadavg's first three fields */
+    char load_end[64];
     _Atomic bool sampler_stop;
     pthread_t sampler;
     bool sampler_running;
@@ -808,6 +810,21 @@ static void watch_stop(struct bench *b)
     }
 }
 
+/* The 1, 5 and 15 minute load averages as text, or "?": a busy machine is
+ * the first suspect when two runs disagree. */
+static void load_avg(char *out, size_t outlen)
+{
+    FILE *f = fopen("/proc/loadavg", "re");
+    double l1, l5, l15;
+
+    snprintf(out, outlen, "?");
+    if (!f)
+        return;
+    if (fscanf(f, "%lf %lf %lf", &l1, &l5, &l15) == 3)
+        snprintf(out, outlen, "%.2f %.2f %.2f", l1, l5, l15);
+    fclose(f);
+}
+
 /* ---- phases ---- */
 
 static struct result *res_begin(struct bench *b, enum phase ph,
@@ -865,6 +882,9 @@ static int phase_create(struct bench *b)
     double t0, t1;
 
     snprintf(files, sizeof(files), "%s/files", b->root_a);
+    /* start with no dirty pages of someone else's writing back under us:
+     * without it local create varied 4,000..23,000 files/s run to run */
+    sync();
     t0 = now_s();
     if (mkdir(files, 0755) < 0) {
         fprintf(stderr, "bench-portal: mkdir %s: %s (left by an earlier "
@@ -1228,6 +1248,8 @@ static int write_json(const struct bench *b, const char *path)
     json_str(f, b->o.dir_a);
     fprintf(f, ",\n  \"dir_b\": ");
     json_str(f, b->o.dir_b ? b->o.dir_b : "");
+    fprintf(f, ",\n  \"loadavg_start\": \"%s\",\n  \"loadavg_end\": \"%s\"",
+            b->load_start, b->load_end);
     fprintf(f, ",\n  \"config\": {\"files\": %u, \"threads\": %u, "
             "\"fanout\": %u, \"seed\": %" PRIu64 ", \"big_mb\": %u, "
             "\"trials\": %u, \"warmup\": %s},\n  \"phases\": [",
@@ -1573,6 +1595,8 @@ int main(int argc, char **argv)
            "seed=%" PRIu64 " big_mb=%u trials=%u euid=%d\n",
            o.dir_a, o.dir_b ? o.dir_b : "-", o.files, o.threads, o.fanout,
            o.seed, o.big_mb, o.trials, (int)geteuid());
+    load_avg(b->load_start, sizeof(b->load_start));
+    printf("# loadavg start=%s\n", b->load_start);
     fflush(stdout);
     watch_start(b);
 
@@ -1610,6 +1634,8 @@ int main(int argc, char **argv)
     }
 
     watch_stop(b);
+    load_avg(b->load_end, sizeof(b->load_end));
+    printf("# loadavg end=%s\n", b->load_end);
     for (unsigned i = 0; i < o.nwatch; i++) {
         const struct watch_stat *ws = &b->watch[i];
 

@@ -130,7 +130,9 @@
  *   add= is the appended length).  stage is mkdir, open, write, fsync,
  *   close, rename, truncate, unlink or read.  A thumb B line ends in
  *   "A <opid> won", "A <opid> lost" (EEXIST) or an F line.  "A <opid>
- *   enoent" is an unlink of an uncertain path that found it already gone.
+ *   enoent" is an unlink that found the path already gone, logged only when
+ *   an earlier failed op left "no file" among its possible states (else
+ *   ENOENT is an F line: an existing file vanished).
  *
  * ---------------------------------------------------------------------------
  * What `verify` checks
@@ -521,6 +523,7 @@ struct wfile {
     uint64_t size, hash;
     uint64_t ver;    /* last ver used for this path (monotonic) */
     bool uncertain;  /* a failed op left it "old or new" (invariant 5) */
+    bool may_be_absent; /* uncertain, and "no file" is one of the states */
 };
 
 struct worker {
@@ -783,7 +786,7 @@ static int op_upload(struct worker *w, struct wfile *f)
     bool do_fsync = rng_chance(&w->rng, run->o->fsync_ratio);
     bool opened = false;
     uint64_t key;
-    int fd;
+    int fd, rc;
 
     if (f) {
         nf = *f;
@@ -822,7 +825,7 @@ static int op_upload(struct worker *w, struct wfile *f)
     log_line(run, "B %s %s %s tmp=%s m=%u fsync=%d size=%" PRIu64 " h=%016" PRIx64 " r=%s",
              opid, op_names[k], nf.path, tmp, mi, do_fsync, nf.size, nf.hash, rstr);
 
-    int rc = mkdir_parents(ffull, strlen(run->o->mounts[mi]));
+    rc = mkdir_parents(ffull, strlen(run->o->mounts[mi]));
     if (rc == 0)
         rc = mkdir_parents(tfull, strlen(run->o->mounts[mi]));
     if (rc < 0) {
@@ -846,6 +849,7 @@ done:
         unlink(tfull); /* best effort; a leftover temp is only information */
     if (!out.stage) {
         nf.uncertain = false;
+        nf.may_be_absent = false;
         if (f) {
             *f = nf;
             return 0;
@@ -858,6 +862,8 @@ done:
         return 0;
     }
     nf.uncertain = true; /* old or new (invariant 4) */
+    if (!f)
+        nf.may_be_absent = true; /* old was "no file" */
     if (f) {
         *f = nf;
         return 0;
@@ -963,8 +969,9 @@ static int op_unlink(struct worker *w, struct wfile *f)
     atomic_fetch_add(&run->tried[OP_UNLINK], 1);
     log_line(run, "B %s unlink %s m=%u r=-", opid, f->path, mi);
     if (unlink(full) < 0) {
-        /* Gone already is only fine when an earlier op may have removed it. */
-        if (errno == ENOENT && f->uncertain)
+        /* Gone already is fine only when an earlier failed op may have left
+         * no file; otherwise ENOENT means an existing file vanished. */
+        if (errno == ENOENT && f->may_be_absent)
             out.note = "enoent";
         else
             fail_at(&out, "unlink", errno);
@@ -972,6 +979,7 @@ static int op_unlink(struct worker *w, struct wfile *f)
     finish(w, OP_UNLINK, opid, f->path, &out);
     if (out.stage) {
         f->uncertain = true;
+        f->may_be_absent = true;
         return 0;
     }
     files_remove(w, f); /* names are never reused after a delete */

@@ -66,14 +66,18 @@ struct brick_conn_opts {
  * Make a connection object for brick `brick_no` (1-based) of vol.  vol and
  * opts are copied.  Nothing happens on the network until brick_conn_start().
  * Returns 0 or -ENOMEM/-EINVAL; *out untouched on failure.
+ * If SIGPIPE is at its default action it is set to SIG_IGN (a brick dying
+ * while a request is being written must not kill the process).
  */
 int brick_conn_new(uv_loop_t *loop, const struct vol_config *vol,
                    unsigned brick_no, const struct brick_conn_opts *opts,
                    struct brick_conn **out);
 /* Connect now, and keep reconnecting with back-off until closed. */
 void brick_conn_start(struct brick_conn *bc);
-/* Fail outstanding calls with -ENOTCONN, stop reconnecting, free bc once its
- * handles are closed, then call done(arg) (may be NULL).  bc is dead after. */
+/* Fail outstanding calls with -ENOTCONN (their callbacks run inside this
+ * call; on_state is not called), stop reconnecting, free bc once its handles
+ * are closed, then call done(arg) (may be NULL).  bc is dead after; closing
+ * twice is a bug.  May be called from any callback of bc. */
 void brick_conn_close(struct brick_conn *bc, void (*done)(void *), void *arg);
 
 /*
@@ -103,7 +107,10 @@ int brick_conn_last_error(const struct brick_conn *bc);
 /* Calls accepted and not yet called back (internal pings included). */
 size_t brick_conn_outstanding(const struct brick_conn *bc);
 
-/* ---- sequential helpers: run the loop until done ---- */
+/* ---- sequential helpers: run the loop until done ----
+ * They call uv_run(UV_RUN_ONCE) themselves, so never call them from inside a
+ * callback of the same loop, and do not close bc from a callback while one
+ * of them is running on it. */
 
 /* Start bc and run the loop until it is UP (0), or timeout_ms passes
  * (-ETIMEDOUT), or authentication fails (-EACCES). */

@@ -12,7 +12,7 @@
  *
  *   IDLE --brick_conn_start()--> CONNECTING --connect_cb()--> HANDSHAKE
  *                                 ^     |                    | hello_cb()
- *                   backoff_cb()  |     | link_down()        | auth_cb()
+ *                 conn_timer_cb() |     | link_down()        | auth_cb()
  *                                 |     v                    v
  *                                DOWN <------link_down()----- UP
  *            (connect/handshake timeout, EOF, read/write error, protocol
@@ -33,7 +33,8 @@
  *   link_down()      CONNECTING/HANDSHAKE/UP -> DOWN: closes the socket,
  *                    fails every outstanding call with -ENOTCONN, notifies
  *                    on_state, arms conn_timer with the back-off.
- *   backoff_cb()     DOWN -> CONNECTING.
+ *   conn_timer_cb()  DOWN -> CONNECTING when the back-off ends (and, in
+ *                    CONNECTING/HANDSHAKE, the connect timeout: link_down).
  *   brick_conn_close() any -> CLOSED: like link_down() without notifying,
  *                    then closes the timers; conn_free() runs when the last
  *                    handle's close callback has.
@@ -62,12 +63,18 @@
  *     bytes already waiting in the socket count as life (FIONREAD).
  *  7. Back-off: each failed attempt doubles the delay, 100 ms .. 5 s; a link
  *     that stayed UP for the maximum resets it.  An auth failure is a failed
- *     attempt like any other, so a wrong key is retried at most every 5 s.
+ *     attempt like any other, so a wrong key is retried ever more slowly,
+ *     then every 5 s.
+ *  8. No call is failed on its own with -ETIMEDOUT (client.h allows it): a
+ *     silent brick takes the whole link down, every call gets -ENOTCONN and
+ *     last_error is -ETIMEDOUT.  A call that waits long for its reply (a
+ *     blocking lock) is fine as long as the brick answers pings.
  */
 #include "replicafs/client.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,7 +114,6 @@ struct call {
     bool outstanding;        /* in bc's table, callback not yet called */
     bool writing;            /* uv_write callback not yet called */
     uv_write_t wr;
-    size_t enc_len;
     uint8_t enc[];           /* header and fields, without the tail */
 };
 
@@ -374,7 +380,6 @@ static int call_send(struct brick_conn *bc, uint16_t op, const void *req,
         goto out_free_heap;
     }
     memcpy(c->enc, enc, (size_t)n);
-    c->enc_len = (size_t)n;
     c->reqid = h.reqid;
     c->op = op;
     c->cb = cb;
@@ -848,6 +853,18 @@ err_retry:
 
 /* ---- public API ---- */
 
+/* libuv writes with writev(2), so a brick that died while a request was
+ * going out would kill the whole process with SIGPIPE.  Ignore it unless
+ * the program already decided what SIGPIPE does. */
+static void ignore_sigpipe(void)
+{
+    struct sigaction old;
+
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
+        !(old.sa_flags & SA_SIGINFO))
+        signal(SIGPIPE, SIG_IGN);
+}
+
 int brick_conn_new(uv_loop_t *loop, const struct vol_config *vol,
                    unsigned brick_no, const struct brick_conn_opts *opts,
                    struct brick_conn **out)
@@ -857,6 +874,7 @@ int brick_conn_new(uv_loop_t *loop, const struct vol_config *vol,
     if (!loop || !vol || brick_no < 1 || brick_no > vol->nbricks ||
         brick_no > PROTO_MAX_BRICKS)
         return -EINVAL;
+    ignore_sigpipe();
     bc = calloc(1, sizeof(*bc));
     if (!bc)
         return -ENOMEM;

@@ -335,6 +335,21 @@ static void do_auth(struct conn *c, const struct proto_hdr *hdr,
 
 /* ---- requests ---- */
 
+/* Invariant 3 counts the memory a request will hold: a READ or READDIR
+ * reply buffer is charged when the request is dispatched, not when the
+ * reply is queued, so a burst of big reads cannot overshoot the limit. */
+static void charge_reply(struct conn *c, struct req *r)
+{
+    size_t extra = 0;
+
+    if (r->hdr.op == OP_READ)
+        extra = REQ_MSG(r, read_req)->size;
+    else if (r->hdr.op == OP_READDIR)
+        extra = REQ_MSG(r, readdir_req)->max_bytes;
+    r->cost += extra;
+    c->req_bytes += extra;
+}
+
 static void do_request(struct conn *c, const struct proto_hdr *hdr,
                        const uint8_t *frame, uint8_t **steal)
 {
@@ -384,6 +399,7 @@ static void do_request(struct conn *c, const struct proto_hdr *hdr,
         req_reply(r, rc, NULL); /* -EINVAL: bad name; -ENOSYS */
         return;
     }
+    charge_reply(c, r);
     dispatch(r);
 }
 

@@ -970,3 +970,100 @@ Test(daemon, xattrop_keeps_heal_index_while_markers_are_set)
         cr_assert_eq(v, 3, "trusted.rfs.dirty on disk is %lld", (long long)v);
     }
 }
+
+/* ---- the link: events and a frozen daemon ---- */
+
+struct events {
+    unsigned n;
+    struct inval_event last;
+    bool got_f;
+    struct rfs_id f;
+};
+
+static void on_event(struct brick_conn *bc, uint16_t op, const void *msg,
+                     void *arg)
+{
+    struct events *e = arg;
+    const struct inval_event *ev = msg;
+
+    (void)bc;
+    if (op != OP_INVAL)
+        return;
+    e->n++;
+    e->last = *ev;
+    if (rfs_id_eq(&ev->id, &e->f))
+        e->got_f = true;
+}
+
+Test(daemon, changes_by_one_client_invalidate_the_others)
+{
+    static struct events e;
+    struct brick_conn_opts o = {.on_event = on_event, .arg = &e};
+    struct brick_conn *watcher = itest_connect_opts(V, 1, &o, NULL);
+    struct setattr_req s = {.valid = SETATTR_MODE, .mode = 0600};
+    struct attr_rep r;
+    uint64_t end;
+
+    memset(&e, 0, sizeof(e));
+    IT_OK(it_create(BC, &ROOT, "shared", CREATE_EXCL, &e.f, NULL));
+    e.got_f = false;
+    IT_OK(it_write(BC, &e.f, 0, "v1", 2));
+    end = itest_now_ms() + 3000;
+    while (!e.got_f && itest_now_ms() < end) {
+        uv_run(&V->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    cr_assert(e.got_f, "no INVAL for a write by another client (%u events)",
+              e.n);
+    cr_assert(e.last.what & (INVAL_DATA | INVAL_ATTR), "what = %#x",
+              e.last.what);
+    /* The writer itself is not told about its own change. */
+    e.got_f = false;
+    s.id = e.f;
+    IT_OK(brick_call_sync(watcher, OP_SETATTR, &s, &r, NULL));
+    run_ms(200);
+    cr_assert(!e.got_f, "the changing client got its own invalidation");
+}
+
+Test(daemon, frozen_daemon_is_down_after_ping_timeout_and_comes_back)
+{
+    struct brick_conn_opts o = {.ping_timeout_ms = 1000};
+    struct brick_conn *bc = itest_connect_opts(V, 1, &o, NULL);
+    struct pending p = {0};
+    struct getattr_req g = {.id = ROOT};
+    uint64_t t0;
+
+    itest_brick_pause(V, 1);
+    t0 = itest_now_ms();
+    IT_OK(brick_call(bc, OP_GETATTR, &g, pending_cb, &p));
+    run_until_done(&p, 5000);
+    cr_assert(p.done, "no answer from a frozen brick after 5 s");
+    IT_RC(p.status, -ENOTCONN);
+    cr_assert_geq(itest_now_ms() - t0, 900);
+    cr_assert_leq(itest_now_ms() - t0, 2500, "took %llu ms",
+                  (unsigned long long)(itest_now_ms() - t0));
+    IT_RC(brick_conn_last_error(bc), -ETIMEDOUT);
+    cr_assert_neq(brick_conn_state(bc), BRICK_UP);
+    itest_brick_resume(V, 1);
+    IT_OK(brick_conn_wait_up(bc, 10000));
+    IT_OK(brick_call_sync(bc, OP_GETATTR, &g, NULL, NULL));
+}
+
+Test(daemon, a_lock_wait_longer_than_the_ping_timeout_keeps_the_link)
+{
+    struct brick_conn_opts o = {.ping_timeout_ms = 600};
+    struct brick_conn *waiter = itest_connect_opts(V, 1, &o, NULL);
+    struct inodelk_req q = {.id = ROOT, .owner = 2, .type = LK_WR};
+    struct pending p = {0};
+
+    IT_OK(inodelk(BC, &ROOT, 1, LK_WR, 0));
+    IT_OK(brick_call(waiter, OP_INODELK, &q, pending_cb, &p));
+    run_ms(2000); /* > 3 ping timeouts: the brick must answer pings */
+    cr_assert(!p.done, "lock wait ended early: %d", p.status);
+    cr_assert_eq(brick_conn_state(waiter), BRICK_UP,
+                 "a waiting lock made the link look dead");
+    IT_OK(inodelk(BC, &ROOT, 1, LK_UN, 0));
+    run_until_done(&p, 5000);
+    cr_assert(p.done);
+    IT_OK(p.status);
+}

@@ -312,9 +312,11 @@ Test(durability, kill9_during_writes_and_fsyncs_keeps_what_was_acked)
     cr_assert_gt(total, 4, "too few fsyncs acknowledged before the kill (%u)",
                  total);
     cr_assert_gt(kc.n, 10, "too few creates before the kill (%u)", kc.n);
+    cr_log_info("killed after %u acknowledged fsyncs and %u creates", total,
+                kc.n);
 
     itest_brick_start(V, 1);
-    cr_assert_eq(brick_conn_wait_up(bc, 15000), 0, "no reconnect: %s",
+    cr_assert_eq(itest_relink(V, bc, 15000), 0, "no reconnect: %s",
                  strerror(-brick_conn_last_error(bc)));
     for (unsigned i = 0; i < NWRITERS; i++) {
         struct proto_attr a;
@@ -364,7 +366,7 @@ Test(durability, restart_keeps_ids_and_contents)
     IT_OK(it_fsync(bc, &f));
     cr_assert_eq(itest_brick_stop(V, 1), 0, "SIGTERM exit status not 0");
     itest_brick_start(V, 1);
-    IT_OK(brick_conn_wait_up(bc, 15000));
+    IT_OK(itest_relink(V, bc, 15000));
     IT_OK(it_getattr(bc, &d, &a));
     cr_assert(S_ISDIR(a.mode));
     IT_OK(it_lookup(bc, &d, "file", &a));

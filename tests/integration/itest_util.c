@@ -699,6 +699,19 @@ struct brick_conn *itest_connect(struct itest_vol *v, unsigned no)
     return itest_connect_opts(v, no, NULL, NULL);
 }
 
+int itest_relink(struct itest_vol *v, struct brick_conn *bc,
+                 unsigned timeout_ms)
+{
+    uint64_t deadline = itest_now_ms() + 3000;
+
+    /* The old link may still look UP until the loop reads its EOF. */
+    while (brick_conn_state(bc) == BRICK_UP && itest_now_ms() < deadline) {
+        uv_run(&v->loop, UV_RUN_NOWAIT);
+        sleep_ms(1);
+    }
+    return brick_conn_wait_up(bc, timeout_ms);
+}
+
 void itest_disconnect(struct itest_vol *v, struct brick_conn *bc)
 {
     unsigned left = 1;

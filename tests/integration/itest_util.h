@@ -99,6 +99,11 @@ struct brick_conn *itest_connect(struct itest_vol *v, unsigned no);
 struct brick_conn *itest_connect_opts(struct itest_vol *v, unsigned no,
                                       const struct brick_conn_opts *o,
                                       int *rc);
+/* After brick bc talks to was stopped/killed and started again: run the
+ * loop until bc has seen its old link go and is UP on a new one.  0 or
+ * -errno from brick_conn_wait_up(). */
+int itest_relink(struct itest_vol *v, struct brick_conn *bc,
+                 unsigned timeout_ms);
 /* Close one connection early (runs the loop until it is freed). */
 void itest_disconnect(struct itest_vol *v, struct brick_conn *bc);
 

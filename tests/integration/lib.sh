@@ -162,8 +162,8 @@ volume_start() {
     done
 }
 
-# mount_volume NAME [OPTS]: mount at $T/NAME in the foreground mode (so its
-# PID is ours to kill); prints the mount point.
+# mount_volume NAME [OPTS]: mount at $T/NAME with -f (so its PID is ours to
+# kill).  Call it directly, not in $(...): the PID must reach the cleanup.
 mount_volume() {
     local name=$1 opts=${2:-} dir=$T/$1 pid
     mkdir -p "$dir"
@@ -173,7 +173,6 @@ mount_volume() {
     MOUNTS+=("$dir")
     MOUNT_PIDS+=("$pid")
     wait_for 60 mountpoint -q "$dir" || fail "mount $name did not come up"
-    echo "$dir"
 }
 
 unmount_volume() {

@@ -41,6 +41,7 @@ struct fake {
     bool garbage;           /* send junk after AUTH (first connection) */
     bool send_event;        /* send one INVAL event after AUTH */
     unsigned reverse_batch; /* answer GETATTRs in batches, last first */
+    bool hold_getattr;      /* never answer GETATTR (a lock that waits) */
     /* observations */
     atomic_int accepts;
     atomic_int authed;
@@ -256,6 +257,8 @@ static void fake_conn(struct fake *f, int fd)
             f->close_after = 0;
             goto out;
         }
+        if (f->hold_getattr && h.op == OP_GETATTR)
+            continue;
         if (f->reverse_batch && h.op == OP_GETATTR) {
             batch[nbatch].h = h;
             batch[nbatch].frame = buf;
@@ -547,6 +550,50 @@ Test(brick_conn, out_of_order_replies_reach_their_calls)
     finish(bc);
 }
 
+struct many {
+    unsigned done;
+    unsigned bad;
+};
+struct many_call {
+    struct many *m;
+    uint64_t lo;
+};
+
+static void many_cb(int status, const void *rep, void *arg)
+{
+    struct many_call *c = arg;
+    const struct attr_rep *r = rep;
+
+    if (status != 0 || r->attr.id.lo != c->lo)
+        c->m->bad++;
+    c->m->done++;
+}
+
+Test(brick_conn, five_thousand_calls_in_flight_grow_the_table)
+{
+    enum { N = 5000 };
+    static struct many_call calls[N];
+    struct many m = {0};
+    struct brick_conn *bc;
+
+    start_fake();
+    bc = conn(0, NULL, NULL, NULL);
+    cr_assert_eq(brick_conn_wait_up(bc, 5000), 0);
+    for (unsigned i = 0; i < N; i++) {
+        struct getattr_req g = {.id = {9, 50000 + i}};
+
+        calls[i] = (struct many_call){&m, 50000 + i};
+        cr_assert_eq(brick_call(bc, OP_GETATTR, &g, many_cb, &calls[i]), 0);
+    }
+    cr_assert_geq(brick_conn_outstanding(bc), N);
+    while (m.done < N && brick_conn_state(bc) == BRICK_UP)
+        uv_run(&L, UV_RUN_ONCE);
+    cr_assert_eq(m.done, N);
+    cr_assert_eq(m.bad, 0);
+    cr_assert_leq(brick_conn_outstanding(bc), 1); /* a ping, maybe */
+    finish(bc);
+}
+
 Test(brick_conn, one_mib_write_and_read_are_intact)
 {
     struct brick_conn *bc;
@@ -680,6 +727,33 @@ Test(brick_conn, idle_link_is_kept_up_by_pings)
     cr_assert_geq(atomic_load(&F.pings), 8, "%d pings", atomic_load(&F.pings));
     cr_assert_leq(atomic_load(&F.pings), 20, "%d pings", atomic_load(&F.pings));
     finish(bc);
+}
+
+Test(brick_conn, a_long_wait_for_one_reply_is_not_a_dead_brick)
+{
+    struct brick_conn *bc;
+    struct counter c = {0};
+    struct getattr_req g = {.id = {0, 1}};
+    bool closed = false;
+
+    F.hold_getattr = true; /* like a blocking lock that is not granted */
+    start_fake();
+    bc = conn(300, NULL, NULL, NULL);
+    cr_assert_eq(brick_conn_wait_up(bc, 5000), 0);
+    cr_assert_eq(brick_call(bc, OP_GETATTR, &g, count_cb, &c), 0);
+    run_for(1500); /* 5 ping timeouts; the pings are answered */
+    cr_assert_eq(brick_conn_state(bc), BRICK_UP);
+    cr_assert_eq(c.calls, 0);
+    cr_assert_geq(atomic_load(&F.pings), 5);
+    brick_conn_close(bc, closed_cb, &closed);
+    cr_assert_eq(c.calls, 1);
+    cr_assert_eq(c.status, -ENOTCONN);
+    uv_run(&L, UV_RUN_DEFAULT);
+    cr_assert(closed);
+    cr_assert_eq(uv_loop_close(&L), 0);
+    atomic_store(&F.stop, true);
+    pthread_join(F.th, NULL);
+    close(F.lfd);
 }
 
 Test(brick_conn, a_program_that_leaves_the_loop_alone_is_not_punished)
