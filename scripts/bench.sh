@@ -129,6 +129,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- build ----
+bash scripts/setup.sh   # what building needs, from Debian, if missing
 bp=build-release/bench-portal
 blog=build-release/bench-build.log
 mkdir -p build-release

@@ -28,7 +28,7 @@ printf 'changed while down\n' >"$A/before.txt"
 
 log "brick 2 restarted: the mount reconnects by itself"
 brick_start 2
-wait_for 60 test "$(grep -c "brick 2 .* is up" "$T/mA.log")" -ge 2 ||
+wait_for 60 brick_seen_up mA 2 2 ||
     fail "the mount did not reconnect to brick 2"
 touch "$T/sig/go.2"
 wait_for 60 test -e "$T/sig/done.2" || fail "step 2: $(cat "$T/hold.out")"

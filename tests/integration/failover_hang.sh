@@ -33,7 +33,7 @@ done
 
 log "SIGCONT: brick 3 is reconnected by itself"
 brick_kill 3 CONT
-wait_for 60 test "$(grep -c "brick 3 .* is up" "$T/mA.log")" -ge 2 ||
+wait_for 60 brick_seen_up mA 3 2 ||
     fail "brick 3 did not come back"
 printf 'after the hang\n' >"$A/after.txt"
 check "new file reaches brick 3" cmp -s "$A/after.txt" "$(brick_path 3 after.txt)"

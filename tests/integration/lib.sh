@@ -87,12 +87,22 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # The watchdog: after the timeout, detach the mounts (so no syscall stays
-# blocked on them) and end the test, which runs the cleanup.
+# blocked on them) and end the test, which runs the cleanup.  Its sleep
+# must neither outlive it nor hold the test's output open (ctest waits for
+# the pipe to close).
 (
-    sleep "$RFS_TEST_TIMEOUT"
+    trap 'kill "$sp" 2>/dev/null; exit 0' TERM
+    sleep "$RFS_TEST_TIMEOUT" </dev/null >/dev/null 2>&1 &
+    sp=$!
+    wait "$sp"
     echo "TIMEOUT: $RFS_TEST exceeded ${RFS_TEST_TIMEOUT}s" >&2
     for m in "$T"/m*; do fusermount3 -uz "$m" 2>/dev/null; done
     kill -TERM $$ 2>/dev/null
+    # bash runs its TERM trap only once the foreground command ends: end
+    # the test shell's own children (not this watchdog).
+    for c in $(ps -o pid= --ppid $$); do
+        [ "$c" != "$BASHPID" ] && kill -TERM "$c" 2>/dev/null
+    done
 ) &
 WATCHDOG_PID=$!
 
@@ -106,6 +116,13 @@ wait_for() {
     done
     return 1
 }
+
+# count_ge N FILE PATTERN: at least N lines of FILE match PATTERN (for
+# wait_for, which re-runs its command; a $(...) in its arguments would not).
+count_ge() { test "$(grep -c -- "$3" "$2" 2>/dev/null)" -ge "$1"; }
+
+# The mount NAME has seen brick N come up at least TIMES times.
+brick_seen_up() { count_ge "$3" "$T/$1.log" "brick $2 .* is up"; }
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

@@ -48,8 +48,8 @@ expect EROFS create "$T/mB/new"
 log "bricks back: changes work again"
 brick_start 2
 brick_start 3
-wait_for 60 test "$(grep -c "brick 3 .* is up" "$T/mA.log")" -ge 2 || fail "brick 3 not back"
-wait_for 60 test "$(grep -c "brick 2 .* is up" "$T/mA.log")" -ge 2 || fail "brick 2 not back"
+wait_for 60 brick_seen_up mA 3 2 || fail "brick 3 not back"
+wait_for 60 brick_seen_up mA 2 2 || fail "brick 2 not back"
 printf 'new\n' >"$A/new" || fail "create after the bricks came back"
 check "new file on brick 3" cmp -s "$A/new" "$(brick_path 3 new)"
 check "file untouched" test "$(cat "$A/dir/file")" = "keep me"
