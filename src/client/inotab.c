@@ -95,7 +95,11 @@ static void resize(struct inotab *t, size_t cap)
 
 struct inotab_ent *inotab_by_ino(const struct inotab *t, uint64_t ino)
 {
-    struct inotab_ent *e = t->by_ino[ino_slot(t, ino)];
+    struct inotab_ent *e;
+
+    if (!t->cap) /* finished: late callbacks find nothing */
+        return NULL;
+    e = t->by_ino[ino_slot(t, ino)];
 
     while (e && e->ino != ino)
         e = e->next_ino;
@@ -105,7 +109,11 @@ struct inotab_ent *inotab_by_ino(const struct inotab *t, uint64_t ino)
 struct inotab_ent *inotab_by_id(const struct inotab *t,
                                 const struct rfs_id *id)
 {
-    struct inotab_ent *e = t->by_id[id_slot(t, id)];
+    struct inotab_ent *e;
+
+    if (!t->cap)
+        return NULL;
+    e = t->by_id[id_slot(t, id)];
 
     while (e && !rfs_id_eq(&e->id, id))
         e = e->next_id;

@@ -48,7 +48,8 @@ struct inotab {
 /* An empty table.  0 or -ENOMEM. */
 int inotab_init(struct inotab *t);
 /* Free every entry, calling free_data(data) on each (free_data may be
- * NULL).  The table is empty and unusable until inotab_init(). */
+ * NULL).  The table is empty afterwards: lookups find nothing, adding is
+ * not allowed until inotab_init(). */
 void inotab_fini(struct inotab *t, void (*free_data)(void *data));
 
 struct inotab_ent *inotab_by_ino(const struct inotab *t, uint64_t ino);

@@ -42,6 +42,7 @@ struct rent {
 };
 
 struct vdir {
+    struct vlist link;      /* in v->dirs until volume_closedir() */
     struct volume *v;
     struct vinode *vi;      /* a reference */
     unsigned pin;           /* brick of this listing, 1-based; 0: none yet */
@@ -304,6 +305,7 @@ int volume_opendir(struct volume *v, struct vinode *vi, struct vdir **out)
     d->v = v;
     d->vi = vi;
     volume_inode_ref(vi);
+    vlist_add_tail(&v->dirs, &d->link);
     *out = d;
     return 0;
 }
@@ -335,9 +337,16 @@ void volume_closedir(struct vdir *d)
 {
     if (!d)
         return;
+    vlist_del(&d->link);
     if (d->busy) {
         d->closed = true;
         return;
     }
     rdir_free(d);
+}
+
+void rdir_close_all(struct volume *v)
+{
+    while (!vlist_empty(&v->dirs))
+        volume_closedir(vcontainer_of(v->dirs.next, struct vdir, link));
 }

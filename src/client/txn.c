@@ -838,6 +838,7 @@ int volume_setattr(struct volume *v, struct vinode *vi,
 /* ==================================================================== */
 
 struct vfile {
+    struct vlist link;       /* in v->files until volume_release() */
     struct vinode *vi;       /* a reference */
     uint32_t flags;
     bool writer;             /* counted in vi->writers */
@@ -923,6 +924,8 @@ struct op_open {
 
 static void vfile_free(struct vfile *f)
 {
+    if (!vlist_empty(&f->link))
+        vlist_del(&f->link);
     if (f->writer)
         f->vi->writers--;
     volume_inode_put(f->vi);
@@ -970,6 +973,7 @@ static void open_done_cb(struct fan *fan)
             op->f->writer = true;
             op->f->vi->writers++;
         }
+        vlist_add_tail(&op->v->files, &op->f->link);
         op->cb(0, op->f, &op->attr, op->arg);
     }
     free(op);
@@ -1011,6 +1015,7 @@ int volume_open(struct volume *v, struct vinode *vi, uint32_t flags,
     }
     op->v = v;
     op->f->v = v;
+    vlist_init(&op->f->link);
     op->f->vi = vi;
     volume_inode_ref(vi);
     op->f->flags = flags;
@@ -1121,6 +1126,8 @@ void volume_release(struct volume *v, struct vfile *f, vol_status_cb cb,
                     void *arg)
 {
     (void)v;
+    if (!vlist_empty(&f->link))
+        vlist_del(&f->link); /* released: volume_close leaves it alone */
     if (f->writer) {
         /* No more writes from this file: the window may end at once. */
         f->writer = false;
@@ -1132,4 +1139,13 @@ void volume_release(struct volume *v, struct vfile *f, vol_status_cb cb,
     f->flush.flush_cb = NULL;
     f->flush.embedded = release_flush_finish;
     iop_enqueue(&f->flush);
+}
+
+void txn_release_all(struct volume *v)
+{
+    while (!vlist_empty(&v->files)) {
+        struct vfile *f = vcontainer_of(v->files.next, struct vfile, link);
+
+        volume_release(v, f, NULL, NULL); /* takes f off the list */
+    }
 }

@@ -187,6 +187,8 @@ int volume_new(uv_loop_t *loop, const struct vol_config *cfg,
     v->dtail = &v->dhead;
     vlist_init(&v->post_list);
     vlist_init(&v->windows);
+    vlist_init(&v->files);
+    vlist_init(&v->dirs);
     bo.ping_timeout_ms = v->opts.ping_timeout_ms;
     bo.on_state = link_state_cb;
     bo.on_event = link_event_cb;
@@ -307,6 +309,8 @@ void volume_close(struct volume *v, void (*done)(void *), void *arg)
      * and whatever they try next is refused (fan_call sees closing). */
     for (unsigned b = 0; b < v->n; b++)
         brick_conn_close(v->bc[b], conn_closed_cb, v);
+    txn_release_all(v);
+    rdir_close_all(v);
     txn_brick_up(v); /* ends every eager lock that is idle */
     /* Make sure the deferred queue runs at least once more, so that the
      * handles get closed from defer_idle_cb when it is drained. */

@@ -162,6 +162,8 @@ struct volume {
     uv_timer_t post_timer;              /* delayed post-op (txn.c) */
     struct vlist post_list;             /* struct iwin by deadline */
     struct vlist windows;               /* every struct iwin alive */
+    struct vlist files;                 /* open struct vfile, not released */
+    struct vlist dirs;                  /* struct vdir, not closed */
     uv_timer_t wait_timer;              /* volume_wait_ready() */
     bool wait_expired;
 
@@ -250,5 +252,9 @@ void txn_brick_up(struct volume *v);
 void txn_post_timer_cb(uv_timer_t *t);
 /* Freeing check used by volume_inode_put: no txn state left. */
 bool txn_inode_idle(const struct vinode *vi);
+/* volume_close(): release every open file and close every listing the
+ * user left (the kernel sends no RELEASE once the session is gone). */
+void txn_release_all(struct volume *v);
+void rdir_close_all(struct volume *v);
 
 #endif

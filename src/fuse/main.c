@@ -278,6 +278,12 @@ int main(int argc, char **argv)
         mount_opts_free(&o);
         return EXIT_USAGE;
     }
+    if (o.prefer_brick > cfg.nbricks) {
+        log_err("prefer-brick=%u, but volume '%s' has %u bricks",
+                o.prefer_brick, cfg.name, cfg.nbricks);
+        mount_opts_free(&o);
+        return EXIT_USAGE;
+    }
     if (auth_init() < 0) {
         log_err("cannot initialise libsodium");
         mount_opts_free(&o);

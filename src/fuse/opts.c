@@ -240,13 +240,17 @@ int mount_opts_parse(int argc, char **argv, struct mount_opts *o)
         usage(stderr);
         rc = -EINVAL;
     }
-    if (rc == 0) {
-        o->volfile = realpath(pos[0], NULL);
-        o->mountpoint = realpath(pos[1], NULL);
-        if (!o->volfile || !o->mountpoint) {
-            fprintf(stderr, "mount.replicafs: %s: %s\n",
-                    o->volfile ? pos[1] : pos[0], strerror(errno));
+    for (unsigned i = 0; rc == 0 && i < 2; i++) {
+        char *abs = realpath(pos[i], NULL);
+
+        if (!abs) {
+            fprintf(stderr, "mount.replicafs: %s: %s\n", pos[i],
+                    strerror(errno));
             rc = -EINVAL;
+        } else if (i == 0) {
+            o->volfile = abs;
+        } else {
+            o->mountpoint = abs;
         }
     }
     if (rc == 0)

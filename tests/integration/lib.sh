@@ -66,6 +66,13 @@ rfs_cleanup() {
         for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$p" 2>/dev/null
     done
+    # A sanitizer build reports into the daemons' logs: that fails the test.
+    if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$T"/*.log \
+        >/dev/null 2>&1; then
+        echo "FAIL: $RFS_TEST: sanitizer report in $(grep -l -E \
+            "ERROR: (Address|Leak)Sanitizer|runtime error:" "$T"/*.log)" >&2
+        rc=1
+    fi
     if [ "$rc" != 0 ]; then
         echo "---- $RFS_TEST failed (rc $rc); logs from $T ----" >&2
         for f in "$T"/*.log; do
@@ -91,6 +98,7 @@ trap 'exit 143' TERM
 # must neither outlive it nor hold the test's output open (ctest waits for
 # the pipe to close).
 (
+    set +e
     trap 'kill "$sp" 2>/dev/null; exit 0' TERM
     sleep "$RFS_TEST_TIMEOUT" </dev/null >/dev/null 2>&1 &
     sp=$!
@@ -240,6 +248,31 @@ EOF
 
 # The object id (hex) of a brick object.
 brick_id() { brick_xattr "$1" trusted.rfs.id; }
+
+# same_ids_on_bricks REL...: each path has one and the same id on every
+# brick (one python run for many paths).
+same_ids_on_bricks() {
+    python3 - "$T" "$NBRICKS" "$@" <<'EOF'
+import os, sys
+t, n, rels = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+bad = 0
+for rel in rels:
+    ids = set()
+    for i in range(1, n + 1):
+        try:
+            ids.add(os.getxattr("%s/brick%d/%s" % (t, i, rel), "trusted.rfs.id",
+                                follow_symlinks=False).hex())
+        except OSError as e:
+            ids.add("missing on brick %d (%s)" % (i, e.strerror))
+    if len(ids) != 1:
+        print("%s: %s" % (rel, sorted(ids)), file=sys.stderr)
+        bad += 1
+sys.exit(1 if bad else 0)
+EOF
+}
+
+# A sanitizer build (ASan runs several times slower).
+sanitizer_build() { nm "$RFS_BIN_DIR/mount.replicafs" 2>/dev/null | grep -q __asan_init; }
 
 # Bytes of the running test's volume on every brick are the same as $1.
 same_on_bricks() {

