@@ -371,7 +371,12 @@ static void status_cb(int status, void *arg)
     fuse_reply_err(arg, -status);
 }
 
-static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+/* unlink and rmdir differ only in the volume call that removes the entry. */
+typedef int (*remove_fn)(struct volume *, struct vinode *, const char *,
+                         vol_status_cb, void *);
+
+static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
+                         remove_fn fn)
 {
     struct rfs_fs *fs = req_fs(req);
     struct vinode *pvi = ino_vi(fs, parent);
@@ -380,23 +385,19 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     if (rc == 0 && !pvi)
         rc = -ESTALE;
     if (rc == 0)
-        rc = volume_unlink(fs->vol, pvi, name, status_cb, req);
+        rc = fn(fs->vol, pvi, name, status_cb, req);
     if (rc < 0)
         fuse_reply_err(req, -rc);
 }
 
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    remove_entry(req, parent, name, volume_unlink);
+}
+
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    struct rfs_fs *fs = req_fs(req);
-    struct vinode *pvi = ino_vi(fs, parent);
-    int rc = name_ok(parent, name, false);
-
-    if (rc == 0 && !pvi)
-        rc = -ESTALE;
-    if (rc == 0)
-        rc = volume_rmdir(fs->vol, pvi, name, status_cb, req);
-    if (rc < 0)
-        fuse_reply_err(req, -rc);
+    remove_entry(req, parent, name, volume_rmdir);
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
