@@ -21,6 +21,7 @@
 #ifndef RFS_CLIENT_INOTAB_H
 #define RFS_CLIENT_INOTAB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,11 +29,22 @@
 
 #define INOTAB_ROOT_INO 1u
 
+/* What the kernel was last told of an object's size and times: its page
+ * cache holds data of that version at most (fuse/ops.c decides keep_cache
+ * at open by comparing with a fresh answer). */
+struct inotab_kstamp {
+    uint64_t size;
+    struct proto_time mtime;
+    struct proto_time ctime;
+    bool valid;                     /* false: nothing known, or invalidated */
+};
+
 struct inotab_ent {
     uint64_t ino;
     struct rfs_id id;
     uint64_t nlookup;               /* the kernel's count */
     void *data;                     /* the caller's; see inotab_forget() */
+    struct inotab_kstamp kstamp;    /* the caller's; zeroed by inotab_add() */
     struct inotab_ent *next_ino;    /* hash chains (invariant 1) */
     struct inotab_ent *next_id;
 };

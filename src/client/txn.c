@@ -918,6 +918,7 @@ struct op_open {
     struct open_req req;
     struct proto_attr attr;
     int attr_brick;
+    int read_brick;          /* where reads of it go now, or -1 */
     int st[MAXB];
     struct fan fan;
 };
@@ -944,7 +945,10 @@ static void open_reply_cb(struct fan *fan, unsigned slot, int status,
     op->f->opened |= BMASK(b);
     if (op->f->vi->blamed & BMASK(b))
         return; /* its attributes may be stale */
-    if (op->attr_brick < 0 || (int)b < op->attr_brick) {
+    /* The read brick's attributes first: times are each brick's own, and
+     * the mount compares these with what getattr (same brick) said. */
+    if (op->attr_brick < 0 || (int)b == op->read_brick ||
+        ((int)b < op->attr_brick && op->attr_brick != op->read_brick)) {
         op->attr = ((const struct attr_rep *)rep)->attr;
         op->attr_brick = (int)b;
     }
@@ -983,6 +987,7 @@ static void open_markers_cb(struct mkwait *w, int status)
 {
     struct op_open *op = vcontainer_of(w, struct op_open, w);
     struct volume *v = op->v;
+    int why;
 
     if (status < 0) {
         op->cb(status, NULL, NULL, op->arg);
@@ -990,6 +995,7 @@ static void open_markers_cb(struct mkwait *w, int status)
         free(op);
         return;
     }
+    op->read_brick = vol_pick_read_brick(op->f->vi, 0, &why);
     fan_begin(&op->fan, v, open_reply_cb, open_done_cb, op);
     for (unsigned b = 0; b < v->n; b++)
         if (v->up & BMASK(b))

@@ -54,7 +54,15 @@ struct rfs_fs {
     bool stopping;              /* fs_stop() ran: answer, do not grow */
     bool unmounted;
     unsigned inflight;          /* requests not yet answered */
+    struct notifier *notifier;  /* owned: kernel invalidations (notify.c) */
 };
+
+/* The notifier thread (notify.c): start once the session is mounted;
+ * stop before it is unmounted.  0 or -errno. */
+int notifier_start(struct rfs_fs *fs);
+void notifier_stop(struct rfs_fs *fs);
+/* volume_opts.on_inval: another client changed an object (arg: the fs). */
+void fs_on_inval(const struct inval_event *ev, void *arg);
 
 /* The low-level operations (ops.c). */
 extern const struct fuse_lowlevel_ops rfs_ll_ops;

@@ -123,6 +123,7 @@ void fs_stop(struct rfs_fs *fs, const char *why)
     fs->nsig = 0;
     if (fs->se) {
         fuse_session_exit(fs->se);
+        notifier_stop(fs); /* it writes to the fd the unmount closes */
         /* The poll is stopped first: unmounting closes the session fd. */
         if (!fs->unmounted)
             fuse_session_unmount(fs->se);
@@ -173,6 +174,8 @@ static int fs_init(struct rfs_fs *fs, uv_loop_t *loop, struct mount_opts *o,
         .ping_timeout_ms = o->ping_timeout_ms,
         .prefer_brick = o->prefer_brick,
         .read_only = o->read_only,
+        .on_inval = fs_on_inval,
+        .arg = fs,
     };
     struct rfs_id root = RFS_ROOT_ID;
     struct inotab_ent *ent;
@@ -248,6 +251,10 @@ static int session_start(struct rfs_fs *fs, struct mount_opts *o)
         return rc;
     fs->poll.data = fs;
     fs->poll_started = true;
+    rc = notifier_start(fs);
+    if (rc < 0)
+        log_warn("no kernel invalidations (%s): other mounts' changes show "
+                 "after the attr/entry timeout", strerror(-rc));
     uv_poll_start(&fs->poll, UV_READABLE, poll_cb);
     for (unsigned i = 0; i < 3; i++) {
         uv_signal_init(fs->loop, &fs->sig[i]);

@@ -31,6 +31,13 @@
  *     and ESTALE makes the VFS look the path up again (rename over a file
  *     must never show "no such file" to a reader, tests/integration/
  *     rename_atomic.sh).
+ *  5. An open keeps the kernel's cached pages (keep_cache) only when the
+ *     size and times a good brick gives now equal those the kernel was
+ *     last told (inotab kstamp); otherwise the pages are dropped and the
+ *     attributes invalidated before open() returns, so a read after
+ *     open() never returns bytes older than the last close() anywhere.
+ *     Invalidating attributes alone takes no kernel lock the loop could be
+ *     waiting behind; everything else goes through notify.c's thread.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -85,6 +92,29 @@ static void attr_to_stat(const struct proto_attr *a, fuse_ino_t ino,
     st->st_ctim.tv_nsec = a->ctime.nsec;
 }
 
+/* ---- what the kernel caches (see open_cb) ---- */
+
+static bool time_eq(struct proto_time a, struct proto_time b)
+{
+    return a.sec == b.sec && a.nsec == b.nsec;
+}
+
+static void kstamp_set(struct inotab_ent *ent, const struct proto_attr *a)
+{
+    ent->kstamp.size = a->size;
+    ent->kstamp.mtime = a->mtime;
+    ent->kstamp.ctime = a->ctime;
+    ent->kstamp.valid = true;
+}
+
+static bool kstamp_same(const struct inotab_ent *ent,
+                        const struct proto_attr *a)
+{
+    return ent->kstamp.valid && ent->kstamp.size == a->size &&
+           time_eq(ent->kstamp.mtime, a->mtime) &&
+           time_eq(ent->kstamp.ctime, a->ctime);
+}
+
 /* Reject names the volume can never hold before going async. */
 static int name_ok(fuse_ino_t parent, const char *name, bool creating)
 {
@@ -124,6 +154,7 @@ static int entry_fill(struct rfs_fs *fs, struct vinode *vi,
     e->attr_timeout = fs->opts->attr_timeout;
     e->entry_timeout = fs->opts->entry_timeout;
     attr_to_stat(a, ent->ino, &e->attr);
+    kstamp_set(ent, a);
     *out = ent;
     return 0;
 }
@@ -218,6 +249,8 @@ static void attr_cb(int status, const struct proto_attr *a, void *arg)
         return;
     }
     ent = inotab_by_id(&fs->inodes, &a->id);
+    if (ent)
+        kstamp_set(ent, a);
     attr_to_stat(a, ent ? ent->ino : 0, &st);
     fuse_reply_attr(req, &st, fs->opts->attr_timeout);
 }
@@ -453,8 +486,8 @@ static void open_cb(int status, struct vfile *f, const struct proto_attr *a,
     fuse_req_t req = arg;
     struct rfs_fs *fs = req_fs(req);
     struct fuse_file_info fi = {0};
+    struct inotab_ent *ent;
 
-    (void)a;
     if (status < 0) {
         fuse_reply_err(req, -stale(status));
         return;
@@ -465,9 +498,18 @@ static void open_cb(int status, struct vfile *f, const struct proto_attr *a,
         return;
     }
     fi.fh = (uintptr_t)f;
-    /* Another node may have changed the file: drop cached pages on open
-     * (close-to-open coherence). */
-    fi.keep_cache = 0;
+    /* Close-to-open coherence (invariant 5): the kernel's pages and size
+     * are kept only when they belong to the version the brick has now. */
+    ent = inotab_by_id(&fs->inodes, volume_inode_id(volume_file_inode(f)));
+    if (ent && kstamp_same(ent, a)) {
+        fi.keep_cache = 1;
+    } else {
+        fi.keep_cache = 0;
+        if (ent) {
+            ent->kstamp.valid = false;
+            fuse_lowlevel_notify_inval_inode(fs->se, ent->ino, -1, 0);
+        }
+    }
     if (fuse_reply_open(req, &fi) != 0)
         volume_release(fs->vol, f, NULL, NULL);
 }
@@ -953,6 +995,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     /* Locks stay local to one node (documented in docs/client.md). */
     conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+    /* A getattr that shows a new mtime drops the cached pages: with it,
+     * the pages always belong to the attributes the kernel holds, which is
+     * what open_cb's keep_cache decision relies on (invariant 5). */
+    if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
+        conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
     conn->time_gran = 1;
 }
 

@@ -31,7 +31,6 @@
 
 #include "fuse/fs.h"
 
-#define DEFAULT_TIMEOUT_S 1.0
 #define DEFAULT_PING_MS 5000u
 
 static const char *const pass_fuse[] = {
@@ -175,8 +174,8 @@ static void usage(FILE *f)
             "  -f  stay in the foreground, log to stderr\n"
             "  -d  like -f, with debug logging\n"
             "options: ping-timeout=SEC (5), prefer-brick=N, attr_timeout=SEC "
-            "(1),\n"
-            "  entry_timeout=SEC (1), log=LEVEL, allow_other, ro, "
+            "(ping-timeout),\n"
+            "  entry_timeout=SEC (ping-timeout), log=LEVEL, allow_other, ro, "
             "default_permissions,\n"
             "  and the usual mount flags (see docs/admin.md, Mounting)\n");
 }
@@ -190,8 +189,9 @@ int mount_opts_parse(int argc, char **argv, struct mount_opts *o)
     int rc = 0;
 
     memset(o, 0, sizeof(*o));
-    o->attr_timeout = DEFAULT_TIMEOUT_S;
-    o->entry_timeout = DEFAULT_TIMEOUT_S;
+    /* Negative: not given; see below. */
+    o->attr_timeout = -1;
+    o->entry_timeout = -1;
     o->ping_timeout_ms = DEFAULT_PING_MS;
     o->log_level = LOG_LVL_INFO;
     if (fuse_opt_add_arg(&o->fargs, "mount.replicafs") < 0)
@@ -253,6 +253,13 @@ int mount_opts_parse(int argc, char **argv, struct mount_opts *o)
             o->mountpoint = abs;
         }
     }
+    /* The kernel may trust its caches this long because the bricks push
+     * invalidations; a mount cut off from them must not be trusted
+     * longer than it takes to notice (docs/performance.md, staleness). */
+    if (o->attr_timeout < 0)
+        o->attr_timeout = o->ping_timeout_ms / 1000.0;
+    if (o->entry_timeout < 0)
+        o->entry_timeout = o->ping_timeout_ms / 1000.0;
     if (rc == 0)
         rc = add_fuse_opt(o, "default_permissions");
     if (rc == 0 && !fsname) {

@@ -201,7 +201,7 @@ def rename_reader(d, stopfile, strict):
         try:
             data = f.read()
         except OSError as e:
-            if e.errno != errno.ENOENT or strict:
+            if e.errno not in (errno.ENOENT, errno.ESTALE) or strict:
                 print("read %d: %s" % (reads, e), file=sys.stderr)
                 sys.exit(1)
             gone += 1
