@@ -387,6 +387,22 @@ static void iwin_end(struct iwin *w)
     fan_end(&w->fan);
 }
 
+/* The error that ends a failed locking: the object is gone everywhere, or
+ * there were not enough bricks. */
+static int lock_fail_status(const struct fan *f)
+{
+    bool any = false, all_enoent = true;
+
+    for (unsigned i = 0; i < FAN_SLOTS; i++) {
+        if (!f->slot[i].used || f->slot[i].status == 0)
+            continue;
+        any = true;
+        if (f->slot[i].status != -ENOENT && f->slot[i].status != -ESTALE)
+            all_enoent = false;
+    }
+    return any && all_enoent ? -ENOENT : -EROFS;
+}
+
 static void iwin_mark_done(struct fan *f)
 {
     struct iwin *w = f->owner;
@@ -395,9 +411,16 @@ static void iwin_mark_done(struct fan *f)
     w->marked = fan_ok_mask(f);
     w->mask = w->marked;
     if (bmask_count(w->marked) < v->quorum) {
-        log_warn("write lock: only %u of %u bricks marked, need %u",
-                 bmask_count(w->marked), v->n, v->quorum);
-        queue_fail(w->vi, -EROFS);
+        /* The object gone everywhere (unlinked by another client since
+         * this one looked it up) is ENOENT, which the mount answers ESTALE
+         * so that the kernel looks the name up again; only missing bricks
+         * make it EROFS. */
+        int fail = lock_fail_status(f);
+
+        if (fail == -EROFS)
+            log_warn("write lock: only %u of %u bricks marked, need %u",
+                     bmask_count(w->marked), v->n, v->quorum);
+        queue_fail(w->vi, fail);
         iwin_end(w);
         return;
     }
@@ -427,22 +450,6 @@ static void iwin_lock_done(struct iwin *w, int fail)
         if (w->locked & BMASK(b))
             fan_call(&w->fan, b, b, OP_XATTROP, &w->xr);
     fan_end(&w->fan);
-}
-
-/* The error that ends a failed locking: the object is gone everywhere, or
- * there were not enough bricks. */
-static int lock_fail_status(const struct fan *f)
-{
-    bool any = false, all_enoent = true;
-
-    for (unsigned i = 0; i < FAN_SLOTS; i++) {
-        if (!f->slot[i].used || f->slot[i].status == 0)
-            continue;
-        any = true;
-        if (f->slot[i].status != -ENOENT && f->slot[i].status != -ESTALE)
-            all_enoent = false;
-    }
-    return any && all_enoent ? -ENOENT : -EROFS;
 }
 
 static void iwin_lock_seq(struct iwin *w);
