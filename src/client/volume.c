@@ -32,6 +32,12 @@
  *  3. blamed never includes a brick because of a fetch that started before
  *     a local vol_blame() it would hide (blamed_new is OR-ed in).
  *  4. up == the set of bricks whose brick_conn is in state UP.
+ *  5. A brick is left out of blamed only on the word of at least
+ *     n - quorum other bricks: with one brick of three up, nothing that
+ *     brick says can show it did not miss a change while it was away, so
+ *     reads of objects not known from before are refused (EIO) rather
+ *     than served from what may be an old copy (docs/reliability.md,
+ *     rule 7).
  */
 #include <assert.h>
 #include <errno.h>
@@ -466,10 +472,26 @@ static void mk_done_cb(struct fan *f)
     int status = 0;
 
     if (mk->have) {
+        struct volume *v = vi->v;
+        bmask_t unsure = 0;
+
         /* A brick without the object, beside one with it, missed its
-         * creation: it is as stale as an accused one. */
-        vi->blamed = mk->blamed | mk->missing | vi->blamed_new;
-        vi->mk_epoch = mk->epoch;
+         * creation: it is as stale as an accused one.  And a brick is
+         * cleared only by enough others (invariant 5): a change it missed
+         * was done by a quorum without it, each of which accuses it, so
+         * at least n - quorum other bricks must have answered (with the
+         * object or without it) to be sure to include one of them. */
+        bmask_t heard = mk->have | mk->missing;
+
+        for (unsigned b = 0; b < v->n; b++)
+            if ((mk->have & BMASK(b)) &&
+                bmask_count(heard & ~BMASK(b)) < v->n - v->quorum)
+                unsure |= BMASK(b);
+        vi->blamed = mk->blamed | mk->missing | unsure | vi->blamed_new;
+        /* Doubt is not knowledge: an answer that left a brick unsure is
+         * used for this call only, and asked again next time. */
+        if (!unsure)
+            vi->mk_epoch = mk->epoch;
     } else if (mk->missing) {
         status = -ENOENT;
     } else {
@@ -546,6 +568,9 @@ int vol_pick_read_brick(struct vinode *vi, bmask_t tried, int *why)
 
     assert(v);
     cand = v->up & ~tried & ~vi->blamed;
+    if (!cand)
+        log_debug("read: no good brick: up %#x tried %#x blamed %#x",
+                  (unsigned)v->up, (unsigned)tried, (unsigned)vi->blamed);
     if (!cand) {
         *why = (v->up & ~tried) ? -EIO : -ENOTCONN;
         return -1;

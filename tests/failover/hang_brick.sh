@@ -2,7 +2,7 @@
 # A brick hung with SIGSTOP for longer than the ping timeout (2 s), then
 # resumed: operations may stall up to the ping timeout but the application
 # sees no error (--strict) and nothing acknowledged is lost.
-source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/lib.sh"
 fo_start
 wl_start a 20 $(fo_strict)
 sleep 5

@@ -3,7 +3,7 @@
 # workload on that mount dies with it (its open operations are uncertain),
 # the workload on mount 1 goes on with no error, and nothing either of them
 # had acknowledged is lost, wrong, partial or resurrected.
-source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/lib.sh"
 fo_start
 # Two workloads: "a" on m1 only (must not notice), "b" on both (dies).
 "$WL" run --mount "$T/m1" --log "$T/wl-a.txt" --threads 2 --seconds 18 \

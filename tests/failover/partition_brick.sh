@@ -4,7 +4,7 @@
 # namespaces this test creates); the link is cut with `ip link set down`
 # for longer than the ping timeout and then restored.  Quorum holds, so
 # nothing acknowledged is lost, wrong, partial or resurrected.
-source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/lib.sh"
 NS=rfs-fo-$$
 VA=rfa$$ VB=rfb$$
 NET=10.$((RANDOM % 200 + 20)).$((RANDOM % 250)).

@@ -2,7 +2,7 @@
 # kill -9 of one brick under load, restarted after a while: quorum holds
 # throughout, so the application sees no error (--strict), and nothing
 # acknowledged is lost or wrong through either mount.
-source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/lib.sh"
 fo_start
 wl_start a 20 $(fo_strict)
 sleep 5
