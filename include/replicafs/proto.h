@@ -57,6 +57,9 @@
 #define PROTO_MAC_SIZE 32
 #define PROTO_READDIR_MAX (256u * 1024) /* max_bytes cap for one READDIR */
 #define PROTO_HEAL_LIST_MAX 4096        /* max ids in one HEAL_LIST reply */
+#define PROTO_CSUM_BLOCK_MIN 4096u      /* CHECKSUM block sizes: powers of */
+#define PROTO_CSUM_BLOCK_MAX (1u << 20) /*   two in [MIN, MAX] */
+#define PROTO_CSUM_MAX_BLOCKS 16384u    /* max sums in one CHECKSUM reply */
 
 /* Object identity: 128 bits, the same on every brick. */
 struct rfs_id {
@@ -101,6 +104,7 @@ enum proto_op {
     OP_ENTRYLK = 41,
     OP_XATTROP = 42,
     OP_HEAL_LIST = 43,
+    OP_CHECKSUM = 45,
     /* brick -> client events */
     OP_INVAL = 60,
     OP__MAX = 64,
@@ -381,11 +385,18 @@ struct xattrop_req {
     int64_t dirty;
     uint32_t npending;
     int64_t pending[PROTO_MAX_BRICKS];
+    /* Heal only, on the root id: clear the brick's suspect mark if it is
+     * still this generation (0: leave it).  docs/reliability.md, rule 7. */
+    uint64_t clear_suspect;
 };
 struct xattrop_rep {
     int64_t dirty;
     uint32_t npending;
     int64_t pending[PROTO_MAX_BRICKS];
+    /* The brick's suspect generation, 0 when clean: nonzero since the brick
+     * last started, lost a client or failed a change, until a heal found
+     * nothing pending for it (then it may have missed changes). */
+    uint64_t suspect;
 };
 
 struct heal_list_req {
@@ -397,6 +408,38 @@ struct heal_list_rep {
     uint32_t eof;
     uint32_t count;
     struct proto_bytes ids; /* count * 16 bytes, id encoding */
+};
+
+/* CHECKSUM: xxh3-64 of each block_size block of a regular file, for verify
+ * and data heal.  Block i of the reply covers [offset + i*block_size,
+ * min(offset + (i+1)*block_size, size)): the last block may be short, and
+ * blocks at or past the end of the file are not sent (an empty file gives
+ * count 0).  length 0 means "to the end of the file".  At most
+ * PROTO_CSUM_MAX_BLOCKS sums per reply: when count reaches it, ask again
+ * from offset + count*block_size.  offset must be a multiple of block_size
+ * and block_size a power of two in [PROTO_CSUM_BLOCK_MIN,
+ * PROTO_CSUM_BLOCK_MAX], else EINVAL; a directory is EISDIR, another
+ * non-regular object EINVAL.
+ *
+ * The brick keeps sums on disk and recomputes only blocks written since
+ * (docs/brick-layout.md, "sums/: block checksums").  CHECKSUM_DEEP ignores
+ * the stored sums and re-reads every block asked for: it finds silent
+ * corruption (a block that changed on disk without any write the brick
+ * could see). */
+enum checksum_flags {
+    CHECKSUM_DEEP = 1u << 0,
+};
+struct checksum_req {
+    struct rfs_id id;
+    uint64_t offset;
+    uint64_t length;     /* 0: to the end of the file */
+    uint32_t block_size;
+    uint32_t flags;      /* enum checksum_flags; unknown bits are -EPROTO */
+};
+struct checksum_rep {
+    uint64_t size;       /* the file's size when the sums were taken */
+    uint32_t count;      /* <= PROTO_CSUM_MAX_BLOCKS */
+    struct proto_bytes sums; /* count * u64 (LE) xxh3-64 */
 };
 
 /* INVAL: brick -> client, unsolicited (kind PROTO_EVENT, reqid 0): another

@@ -16,5 +16,8 @@ struct cli_cmd {
 
 int cmd_keygen(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_heal(int argc, char **argv);
+int cmd_splitbrain(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 
 #endif

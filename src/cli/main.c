@@ -11,6 +11,9 @@
 static const struct cli_cmd cmds[] = {
     {"keygen", "print a new volume secret (hex) to stdout", cmd_keygen},
     {"status", "show bricks, their state and the volume's health", cmd_status},
+    {"heal", "heal what bricks missed (--list: the backlog)", cmd_heal},
+    {"split-brain", "list or resolve files in split-brain", cmd_splitbrain},
+    {"verify", "compare replicas: attrs and block checksums", cmd_verify},
 };
 
 static void usage(FILE *f)

@@ -32,12 +32,12 @@
  *  3. blamed never includes a brick because of a fetch that started before
  *     a local vol_blame() it would hide (blamed_new is OR-ed in).
  *  4. up == the set of bricks whose brick_conn is in state UP.
- *  5. A brick is left out of blamed only on the word of at least
- *     n - quorum other bricks: with one brick of three up, nothing that
- *     brick says can show it did not miss a change while it was away, so
- *     reads of objects not known from before are refused (EIO) rather
- *     than served from what may be an old copy (docs/reliability.md,
- *     rule 7).
+ *  5. A suspect brick (one that since its last clean heal started, lost a
+ *     client or failed a change: daemon/suspect.h) is left out of blamed
+ *     only on the word of at least n - quorum other bricks: with it alone,
+ *     nothing it says can show it did not miss a change, so reads of
+ *     objects not known from before are refused (EIO) rather than served
+ *     from what may be an old copy (docs/reliability.md, rule 7).
  */
 #include <assert.h>
 #include <errno.h>
@@ -434,6 +434,7 @@ struct mkfetch {
     bmask_t blamed;        /* accused by some brick that answered */
     bmask_t have;          /* answered: the object is there */
     bmask_t missing;       /* answered ENOENT */
+    bmask_t suspect;       /* says it may have missed changes */
     int err;               /* some other error, for the status */
     struct xattrop_req req;
     struct fan fan;
@@ -454,6 +455,8 @@ static void mk_reply_cb(struct fan *f, unsigned slot, int status,
 
     if (status == 0) {
         mk->have |= BMASK(b);
+        if (xr->suspect)
+            mk->suspect |= BMASK(b);
         for (unsigned i = 0; i < xr->npending && i < f->v->n; i++)
             if (i != b && xr->pending[i] != 0)
                 mk->blamed |= BMASK(i);
@@ -476,15 +479,16 @@ static void mk_done_cb(struct fan *f)
         bmask_t unsure = 0;
 
         /* A brick without the object, beside one with it, missed its
-         * creation: it is as stale as an accused one.  And a brick is
-         * cleared only by enough others (invariant 5): a change it missed
-         * was done by a quorum without it, each of which accuses it, so
-         * at least n - quorum other bricks must have answered (with the
-         * object or without it) to be sure to include one of them. */
+         * creation: it is as stale as an accused one.  And a brick that
+         * says it may have missed changes (suspect) is cleared only by
+         * enough others (invariant 5): a change it missed was done by a
+         * quorum without it, each of which accuses it, so at least
+         * n - quorum other bricks must have answered (with the object or
+         * without it) to be sure to include one of them. */
         bmask_t heard = mk->have | mk->missing;
 
         for (unsigned b = 0; b < v->n; b++)
-            if ((mk->have & BMASK(b)) &&
+            if ((mk->have & mk->suspect & BMASK(b)) &&
                 bmask_count(heard & ~BMASK(b)) < v->n - v->quorum)
                 unsure |= BMASK(b);
         vi->blamed = mk->blamed | mk->missing | unsure | vi->blamed_new;

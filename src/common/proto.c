@@ -117,6 +117,13 @@ static bool heal_list_rep_check(const void *m)
     return (uint64_t)r->count * 16 == r->ids.len;
 }
 
+static bool checksum_rep_check(const void *m)
+{
+    const struct checksum_rep *r = m;
+
+    return (uint64_t)r->count * 8 == r->sums.len;
+}
+
 /* The entry blob must walk cleanly and hold exactly `count` entries: the
  * client iterates it later with proto_dirent_next() and must not meet a
  * surprise there. */
@@ -272,10 +279,12 @@ static const struct field xattrop_req_f[] = {
     ID(xattrop_req, id),
     I64(xattrop_req, dirty),
     I64ARR(xattrop_req, npending, pending),
+    U64(xattrop_req, clear_suspect),
 };
 static const struct field xattrop_rep_f[] = {
     I64(xattrop_rep, dirty),
     I64ARR(xattrop_rep, npending, pending),
+    U64(xattrop_rep, suspect),
 };
 static const struct field heal_list_req_f[] = {
     U64(heal_list_req, cookie),
@@ -286,6 +295,18 @@ static const struct field heal_list_rep_f[] = {
     U32R(heal_list_rep, eof, 0, 1),
     U32R(heal_list_rep, count, 0, PROTO_HEAL_LIST_MAX),
     BYTES(heal_list_rep, ids, PROTO_HEAL_LIST_MAX * 16),
+};
+static const struct field checksum_req_f[] = {
+    ID(checksum_req, id),
+    U64(checksum_req, offset),
+    U64(checksum_req, length),
+    U32R(checksum_req, block_size, PROTO_CSUM_BLOCK_MIN, PROTO_CSUM_BLOCK_MAX),
+    U32M(checksum_req, flags, CHECKSUM_DEEP),
+};
+static const struct field checksum_rep_f[] = {
+    U64(checksum_rep, size),
+    U32R(checksum_rep, count, 0, PROTO_CSUM_MAX_BLOCKS),
+    BYTES(checksum_rep, sums, PROTO_CSUM_MAX_BLOCKS * 8),
 };
 static const struct field inval_event_f[] = {
     ID(inval_event, id),
@@ -332,6 +353,9 @@ static const struct msg_desc xattrop_rep_d = MSG(xattrop_rep, NULL);
 static const struct msg_desc heal_list_req_d = MSG(heal_list_req, NULL);
 static const struct msg_desc heal_list_rep_d =
     MSG(heal_list_rep, heal_list_rep_check);
+static const struct msg_desc checksum_req_d = MSG(checksum_req, NULL);
+static const struct msg_desc checksum_rep_d =
+    MSG(checksum_rep, checksum_rep_check);
 static const struct msg_desc inval_event_d = MSG(inval_event, NULL);
 static const struct msg_desc empty_d = {1, NULL, 0, NULL};
 
@@ -364,6 +388,7 @@ static const struct msg_desc *const msgs[OP__MAX][3] = {
     [OP_ENTRYLK] = REQ_REP(&entrylk_req_d, &empty_d),
     [OP_XATTROP] = REQ_REP(&xattrop_req_d, &xattrop_rep_d),
     [OP_HEAL_LIST] = REQ_REP(&heal_list_req_d, &heal_list_rep_d),
+    [OP_CHECKSUM] = REQ_REP(&checksum_req_d, &checksum_rep_d),
     [OP_INVAL] = {[PROTO_EVENT] = &inval_event_d},
 };
 
@@ -381,7 +406,7 @@ static const char *const op_names[OP__MAX] = {
     [OP_READDIR] = "READDIR",   [OP_STATFS] = "STATFS",
     [OP_INODELK] = "INODELK",   [OP_ENTRYLK] = "ENTRYLK",
     [OP_XATTROP] = "XATTROP",   [OP_HEAL_LIST] = "HEAL_LIST",
-    [OP_INVAL] = "INVAL",
+    [OP_CHECKSUM] = "CHECKSUM", [OP_INVAL] = "INVAL",
 };
 
 static const struct msg_desc *msg_desc(uint16_t op, uint8_t kind)

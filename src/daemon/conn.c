@@ -99,8 +99,13 @@ static void begin_close(struct conn *c)
     if (c->reading && !c->fake)
         uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = false;
-    if (was == CONN_READY || was == CONN_DRAINING)
+    if (was == CONN_READY || was == CONN_DRAINING) {
         lockmgr_conn_gone(&c->srv->locks, c);
+        pins_drop_all(c->srv, &c->pins); /* as if every OPEN was RELEASEd */
+        /* That client may go on changing things on the other bricks. */
+        if (!c->fake && !c->srv->stopping)
+            suspect_mark(c->srv, "lost a client");
+    }
 }
 
 void conn_close(struct conn *c, const char *why)

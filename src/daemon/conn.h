@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "list.h"
+#include "pins.h"
 #include "replicafs/proto.h"
 
 struct server;
@@ -46,6 +47,7 @@ struct conn {
     size_t req_bytes;          /* their frame sizes */
     size_t wq_bytes;           /* reply bytes handed to uv_write, not done */
     unsigned nwrites;          /* uv_write requests outstanding */
+    struct pins pins;          /* objects OPEN here; dropped at close */
 };
 
 /* Accept one pending connection on listener.  0 or -errno. */

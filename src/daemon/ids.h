@@ -22,6 +22,14 @@ struct obj;
 #define IDS_PATH_LEN 36 /* "hh/" + 32 hex + NUL */
 #define IDS_DEFAULT_CAP 1024
 
+enum obj_orphan { /* pins.c: an object that lost its last name while open */
+    ORPHAN_NO = 0,    /* it has a name (or nobody pins it) */
+    ORPHAN_MOVING,    /* its ids/ link is being renamed to orphans/ */
+    ORPHAN_LINKED,    /* its link is orphans/<hex> */
+    ORPHAN_IDS,       /* the move failed: its link is still ids/hh/<hex> */
+    ORPHAN_BARE,      /* no link at all (the fd keeps it alive) */
+};
+
 enum obj_state {
     OBJ_RESOLVING = 0, /* a resolve op runs; users wait on `waiters` */
     OBJ_READY,         /* fd is open */
@@ -50,6 +58,13 @@ struct obj {
     struct ids_wait *waiters;/* RESOLVING: callers to wake */
     struct obj *waiting_on;  /* RESOLVING dir: the parent it waits for */
     struct list xops;        /* markers.c: queued xattrops, head runs */
+    unsigned pins;           /* pins.c: connections that have it OPEN; each
+                                holds one of `refs` */
+    uint8_t orphan;          /* enum obj_orphan; pins.c */
+    bool reap_pending;       /* pins.c: unpinned while ORPHAN_MOVING */
+    uint8_t sums_state;      /* ops_csum.c: enum csum_state */
+    unsigned sums_busy;      /* ops_csum.c: data changes in flight */
+    uint32_t sums_gen;       /* ops_csum.c: bumped by every data change */
 };
 
 struct ids {

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/id.h"
 #include "healidx.h"
 #include "ops.h"
 
@@ -79,10 +80,14 @@ static void xop_finish(struct xop *x, int rc)
 {
     struct server *srv = x->r->srv;
     struct obj *o = x->o;
+    const struct xattrop_req *m = REQ_MSG(x->r, xattrop_req);
     struct xattrop_rep rep = {.dirty = x->dirty, .npending = x->npend};
     struct list *next;
 
     memcpy(rep.pending, x->pend, sizeof(rep.pending));
+    if (rc == 0 && m->clear_suspect && rfs_id_is_root(&o->id))
+        suspect_clear(srv, m->clear_suspect);
+    rep.suspect = srv->suspect.gen;
     req_reply(x->r, rc, &rep);
     list_del(&x->link);
     free(x);

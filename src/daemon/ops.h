@@ -40,6 +40,8 @@ void op_rename(struct req *r);
 void op_read(struct req *r);
 void op_write(struct req *r);
 void op_fsync(struct req *r);
+/* ops_csum.c */
+void op_checksum(struct req *r);
 /* ops_dir.c */
 void op_readdir(struct req *r);
 void op_heal_list(struct req *r);
@@ -106,6 +108,19 @@ struct get1 {
 };
 void get1_start(struct get1 *g, struct req *r, const struct rfs_id *id,
                 get1_cb cb);
+
+/* ---- block sums upkeep (ops_csum.c; sums.c has the design) ----
+ * csum_write_begin: before WRITE/truncating SETATTR changes o's data in
+ * [off, off + len) (len CSUM_TO_END: a truncate to off): voids the stored
+ * sums of the touched blocks (sums.c invariant 2).  csum_write_end: after
+ * the change (rc: its result), stamps the sums file with the file's new
+ * state.  Calls pair up exactly.  csum_forget: the object of id is gone;
+ * remove its sums file (async, best effort). */
+#define CSUM_TO_END UINT64_MAX
+void csum_write_begin(struct server *srv, struct obj *o, uint64_t off,
+                      uint64_t len);
+void csum_write_end(struct server *srv, struct obj *o);
+void csum_forget(struct server *srv, const struct rfs_id *id);
 
 /* INVAL events to the other clients after a change (server.c). */
 void server_inval(struct server *srv, const struct conn *except,

@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "conn.h"
 #include "ops.h"
+#include "pins.h"
 
 /* ---- PING ---- */
 
@@ -26,11 +28,15 @@ void op_ping(struct req *r)
     req_reply(r, 0, &rep);
 }
 
-/* ---- RELEASE: a hint that the client closed its last handle ---- */
+/* ---- RELEASE: the client closed one handle it OPENed here ---- */
 
 void op_release(struct req *r)
 {
-    ids_cool(&r->srv->ids, &REQ_MSG(r, release_req)->id);
+    const struct rfs_id *id = &REQ_MSG(r, release_req)->id;
+
+    if (r->c)
+        pins_drop(r->srv, &r->c->pins, id); /* -ENOENT: no pin, a hint */
+    ids_cool(&r->srv->ids, id);
     req_reply(r, 0, NULL);
 }
 
@@ -75,6 +81,10 @@ static void open_obj_cb(struct get1 *g, struct obj *o)
         rc = -EISDIR;
     else if (o->type == S_IFLNK)
         rc = -ELOOP; /* clients resolve symlinks themselves */
+    /* Pin a regular file for this connection: it stays usable by id after
+     * its last name goes, until RELEASE (pins.c). */
+    if (rc == 0 && o->type == S_IFREG && r->c)
+        rc = pins_add(r->srv, &r->c->pins, o);
     if (rc < 0) {
         ids_put(&r->srv->ids, o);
         req_reply(r, rc, NULL);
@@ -102,6 +112,7 @@ struct op_setattr {
     struct req *r;
     struct obj *o;               /* referenced */
     int rc;
+    bool sums_begun;             /* a truncate: csum_write_end at done */
     struct statx stx;
 };
 
@@ -180,6 +191,8 @@ static void setattr_done(struct store_work *w)
     struct server *srv = op->r->srv;
     struct attr_rep rep;
 
+    if (op->sums_begun)
+        csum_write_end(srv, op->o);
     if (op->rc == 0) {
         attr_from_statx(&rep.attr, &op->o->id, &op->stx);
         server_inval(op->r->srv, op->r->c, &op->o->id, INVAL_ATTR |
@@ -200,6 +213,12 @@ static void setattr_obj_cb(struct get1 *g, struct obj *o)
         return;
     }
     op->o = o;
+    if ((REQ_MSG(op->r, setattr_req)->valid & SETATTR_SIZE) &&
+        o->type == S_IFREG) { /* blocks from the new end on change */
+        csum_write_begin(op->r->srv, o, REQ_MSG(op->r, setattr_req)->size,
+                         CSUM_TO_END);
+        op->sums_begun = true;
+    }
     store_queue_work(&op->r->srv->st, &op->w, setattr_work, setattr_done);
 }
 

@@ -118,6 +118,7 @@ struct op_write {
     uint32_t len;
     uint32_t done;
     uint64_t off;
+    bool sums_begun;             /* csum_write_begin ran: end it */
     struct statx stx;
 };
 
@@ -127,6 +128,8 @@ static void write_finish(struct op_write *op, int rc)
     struct server *srv = r->srv;
     struct write_rep rep = {.count = op->done};
 
+    if (op->sums_begun)
+        csum_write_end(srv, op->o);
     if (rc == 0) {
         attr_from_statx(&rep.attr, &op->o->id, &op->stx);
         srv->metrics.bytes_written += op->done;
@@ -184,6 +187,9 @@ static void write_obj_cb(struct get1 *g, struct obj *o)
                     &op->stx);
         return;
     }
+    /* Stored block sums of what changes are void before it changes. */
+    csum_write_begin(op->r->srv, o, op->off, op->len);
+    op->sums_begun = true;
     store_write(st, &op->sop, write_data_cb, o->fd, op->data, op->len, op->off);
 }
 

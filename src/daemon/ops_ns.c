@@ -9,6 +9,9 @@
  *     in tmp/ first, then renamed over the old one, so it is never absent.
  *  3. ".replicafs" in the root cannot be the source (ENOENT) or the target
  *     (EPERM) of anything.
+ *  4. An object some connection has OPEN (pinned, pins.c) keeps working
+ *     after rule 1 applies: its ids/ link moves to orphans/ instead of
+ *     going, and it stays in the id cache until the last RELEASE.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@
 #include "common/id.h"
 #include "common/log.h"
 #include "ops.h"
+#include "pins.h"
 
 /* ---- LINK ---- */
 
@@ -126,25 +130,56 @@ struct idsdrop {
     struct statx stx;
 };
 
+/* A referenced cached object of id, or NULL; no resolve. */
+static struct obj *cached(struct server *srv, const struct rfs_id *id)
+{
+    return ids_find(&srv->ids, id);
+}
+
 static void idsdrop_unlink_cb(struct store_op *sop, int res)
 {
     struct idsdrop *d = container_of(sop, struct idsdrop, sop);
+    struct server *srv = d->srv;
+    struct obj *o = d->type == S_IFDIR ? NULL : cached(srv, &d->id);
 
     if (res < 0 && res != -ENOENT)
         log_warn("ids: cannot remove %s: %s", d->idpath, strerror(-res));
-    ids_forget_id(&d->srv->ids, &d->id);
+    /* Rule 4: an OPEN that came in while the unlink ran; no link left. */
+    if (!pins_orphan(srv, o, false, NULL, NULL)) {
+        ids_forget_id(&srv->ids, &d->id);
+        if (d->type != S_IFDIR)
+            csum_forget(srv, &d->id);
+    }
+    if (o)
+        ids_put(&srv->ids, o);
+    d->cb(d);
+}
+
+static void idsdrop_kept_cb(void *arg)
+{
+    struct idsdrop *d = arg;
+
     d->cb(d);
 }
 
 static void idsdrop_stat_cb(struct store_op *sop, int res)
 {
     struct idsdrop *d = container_of(sop, struct idsdrop, sop);
+    struct server *srv = d->srv;
+    struct obj *o;
+    bool kept;
 
     if (res < 0 || d->stx.stx_nlink > 1) { /* other names remain */
         d->cb(d);
         return;
     }
-    store_unlinkat(&d->srv->st, &d->sop, idsdrop_unlink_cb, d->srv->st.ids_fd,
+    o = cached(srv, &d->id);
+    kept = pins_orphan(srv, o, true, idsdrop_kept_cb, d); /* rule 4 */
+    if (o)
+        ids_put(&srv->ids, o);
+    if (kept)
+        return; /* idsdrop_kept_cb ends d once the link moved */
+    store_unlinkat(&srv->st, &d->sop, idsdrop_unlink_cb, srv->st.ids_fd,
                    d->idpath, 0);
 }
 

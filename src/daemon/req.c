@@ -38,6 +38,25 @@ static void account(struct req *r, int rc)
     m->lat_us[op] += (uv_hrtime() - r->t0) / 1000;
 }
 
+/*
+ * A change that failed for a reason of this brick's own (its disk, its
+ * memory), not one every brick would give (EEXIST, ENOENT...): the others
+ * may have done it.
+ */
+static bool change_failed_here(uint16_t op, int rc)
+{
+    switch (op) {
+    case OP_SETATTR: case OP_MKDIR: case OP_CREATE: case OP_MKNOD:
+    case OP_SYMLINK: case OP_LINK: case OP_UNLINK: case OP_RMDIR:
+    case OP_RENAME: case OP_WRITE: case OP_FSYNC: case OP_XATTROP:
+        break;
+    default:
+        return false;
+    }
+    return rc == -ENOSPC || rc == -EDQUOT || rc == -EIO || rc == -ENOMEM ||
+           rc == -EROFS || rc == -EFBIG;
+}
+
 void req_reply_tail(struct req *r, int rc, const void *rep, void *tail_owned)
 {
     struct proto_hdr h = {.op = r->hdr.op, .kind = PROTO_REPLY,
@@ -45,6 +64,8 @@ void req_reply_tail(struct req *r, int rc, const void *rep, void *tail_owned)
     int src;
 
     account(r, rc);
+    if (rc < 0 && change_failed_here(r->hdr.op, rc))
+        suspect_mark(r->srv, "a change failed");
     if (rc < 0)
         log_debug("conn %llu: %s reqid %llu: %d", (unsigned long long)r->c->cid,
                   proto_op_name(r->hdr.op), (unsigned long long)r->hdr.reqid,

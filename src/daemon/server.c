@@ -28,12 +28,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #include "common/id.h"
 #include "common/log.h"
 #include "conn.h"
 #include "ops.h"
+#include "pins.h"
+#include "sums.h"
 #include "server.h"
 
 static void say(char *err, size_t errlen, const char *what, int rc)
@@ -67,6 +71,28 @@ static int check_root_id(struct server *srv, char *err, size_t errlen)
     return 0;
 }
 
+/* Orphans are objects open when the daemon last stopped: nobody can hold
+ * them now (pins.c).  Without a boot id, stored block sums must not outlive
+ * this process: a random one makes them void at the next start (sums.c
+ * invariant 1). */
+static void init_sums_and_orphans(struct server *srv)
+{
+    int n = pins_purge_orphans(srv->st.orphans_fd);
+
+    if (n > 0)
+        log_info("purged %d orphaned object(s) from .replicafs/orphans", n);
+    else if (n < 0)
+        log_warn("cannot purge .replicafs/orphans: %s", strerror(-n));
+    if (sums_boot_id(srv->boot_id) < 0) {
+        log_warn("no kernel boot id: stored block sums last one run");
+        if (getrandom(srv->boot_id, sizeof(srv->boot_id), 0) < 0) {
+            uint64_t t = uv_hrtime() ^ ((uint64_t)getpid() << 40);
+
+            memcpy(srv->boot_id, &t, sizeof(t));
+        }
+    }
+}
+
 static int init_state(struct server *srv, const struct server_opts *o,
                       char *err, size_t errlen)
 {
@@ -77,6 +103,8 @@ static int init_state(struct server *srv, const struct server_opts *o,
         return rc;
     }
     rc = check_root_id(srv, err, errlen);
+    if (rc == 0)
+        init_sums_and_orphans(srv);
     if (rc == 0 && (rc = ids_init(&srv->ids, &srv->st, o->fd_cache)) < 0)
         say(err, errlen, "id cache", rc);
     if (rc == 0 && (rc = lockmgr_init(&srv->locks)) < 0)
@@ -109,6 +137,14 @@ int server_init(struct server *srv, uv_loop_t *loop,
     rc = init_state(srv, o, err, errlen);
     if (rc < 0)
         return rc;
+    rc = suspect_load(srv);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: cannot read the suspect mark: %s", o->dir,
+                 strerror(-rc));
+        return rc;
+    }
+    /* Whatever happened while it was not running, it did not see. */
+    suspect_mark(srv, "started");
     uv_signal_init(loop, &srv->sigterm);
     uv_signal_init(loop, &srv->sigint);
     uv_timer_init(loop, &srv->stop_timer);

@@ -18,6 +18,7 @@
 #include "locks.h"
 #include "metrics.h"
 #include "stamp.h"
+#include "suspect.h"
 #include "store.h"
 
 #define SERVER_MAX_REQS 256                 /* in flight per connection */
@@ -62,6 +63,8 @@ struct server {
     unsigned max_reqs;
     size_t max_bytes;
     int exit_status;
+    uint8_t boot_id[16];           /* kernel boot id: sums.c invariant 1 */
+    struct suspect suspect;        /* may have missed changes (suspect.h) */
 };
 
 /*

@@ -136,6 +136,14 @@ static int open_beneath(int dfd, const char *path, int flags)
     return fd < 0 ? -errno : fd;
 }
 
+/* Directories added after the first stamped bricks: made on first use. */
+static int open_or_make(int dfd, const char *name)
+{
+    if (mkdirat(dfd, name, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    return open_beneath(dfd, name, O_RDONLY | O_DIRECTORY);
+}
+
 static int open_dirs(struct store *st, const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -155,12 +163,18 @@ static int open_dirs(struct store *st, const char *dir)
     st->tmp_fd = open_beneath(st->meta_fd, "tmp", O_RDONLY | O_DIRECTORY);
     if (st->tmp_fd < 0)
         return st->tmp_fd;
+    st->orphans_fd = open_or_make(st->meta_fd, "orphans");
+    if (st->orphans_fd < 0)
+        return st->orphans_fd;
+    st->sums_fd = open_or_make(st->meta_fd, "sums");
+    if (st->sums_fd < 0)
+        return st->sums_fd;
     return 0;
 }
 
 static void close_dirs(struct store *st)
 {
-    int *fds[] = {&st->tmp_fd, &st->heal_fd, &st->ids_fd, &st->meta_fd,
+    int *fds[] = {&st->sums_fd, &st->orphans_fd, &st->tmp_fd, &st->heal_fd, &st->ids_fd, &st->meta_fd,
                   &st->root_fd};
 
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
@@ -178,7 +192,7 @@ int store_open(struct store *st, uv_loop_t *loop, const char *dir,
     memset(st, 0, sizeof(*st));
     st->loop = loop;
     st->efd = st->root_fd = st->meta_fd = st->ids_fd = st->heal_fd =
-        st->tmp_fd = -1;
+        st->tmp_fd = st->orphans_fd = st->sums_fd = -1;
     rc = open_dirs(st, dir);
     if (rc < 0)
         goto err_close_dirs;

@@ -55,6 +55,8 @@ struct store {
     int ids_fd;                 /* owned: .replicafs/ids */
     int heal_fd;                /* owned: .replicafs/heal */
     int tmp_fd;                 /* owned: .replicafs/tmp */
+    int orphans_fd;             /* owned: .replicafs/orphans (made if missing) */
+    int sums_fd;                /* owned: .replicafs/sums (made if missing) */
     uint64_t nsubmit;           /* io_uring_submit calls (metrics) */
 };
 
@@ -66,7 +68,8 @@ struct store {
 
 /*
  * Open the brick's directories under dir (which must already be a stamped
- * brick: .replicafs/{ids,heal,tmp} exist), set up a ring of `depth` entries
+ * brick: .replicafs/{ids,heal,tmp} exist; orphans/ and sums/ are made if
+ * missing, for bricks stamped before they existed), set up a ring of `depth` entries
  * with an eventfd watched by the loop.  Returns 0 or -errno; on failure
  * nothing is left open and no handle is registered.
  */

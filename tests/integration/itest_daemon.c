@@ -971,6 +971,49 @@ Test(daemon, xattrop_keeps_heal_index_while_markers_are_set)
     }
 }
 
+static uint64_t suspect_gen(struct brick_conn *bc, uint64_t clear)
+{
+    struct xattrop_req q = {.id = ROOT, .clear_suspect = clear};
+    struct xattrop_rep r;
+
+    IT_OK(brick_call_sync(bc, OP_XATTROP, &q, &r, NULL));
+    return r.suspect;
+}
+
+Test(daemon, suspect_mark_set_by_start_and_lost_client_cleared_by_generation)
+{
+    struct brick_conn *other;
+    uint64_t g, g2;
+    uint8_t disk[16];
+
+    /* Started: it cannot know what it missed. */
+    g = suspect_gen(BC, 0);
+    cr_assert_neq(g, 0, "a brick that just started is not suspect");
+    cr_assert_eq(getxattr(bp(""), "trusted.rfs.suspect", disk, sizeof(disk)),
+                 16, "the mark is not on the brick root");
+    /* A clear for another generation changes nothing; the right one
+     * clears it, and on disk too. */
+    cr_assert_eq(suspect_gen(BC, g + 1), g);
+    cr_assert_eq(suspect_gen(BC, g), 0);
+    cr_assert_eq(getxattr(bp(""), "trusted.rfs.suspect", disk, sizeof(disk)),
+                 16);
+    cr_assert_eq(disk[0] | disk[1] | disk[2] | disk[7], 0);
+    /* Losing a client: that client may change things elsewhere. */
+    other = itest_connect(V, 1);
+    itest_disconnect(V, other);
+    run_ms(200);
+    g2 = suspect_gen(BC, 0);
+    cr_assert_neq(g2, 0, "losing a client did not make the brick suspect");
+    cr_assert_gt(g2, g, "generations must grow");
+    /* A clear with the old generation cannot undo the new mark. */
+    cr_assert_eq(suspect_gen(BC, g), g2);
+    /* A restart marks it again, with a newer generation. */
+    cr_assert_eq(suspect_gen(BC, g2), 0);
+    itest_brick_restart(V, 1);
+    IT_OK(itest_relink(V, BC, 10000));
+    cr_assert_gt(suspect_gen(BC, 0), g2);
+}
+
 /* ---- the link: events and a frozen daemon ---- */
 
 struct events {

@@ -5,14 +5,13 @@
 source "$(dirname "$0")/lib.sh"
 IO="python3 $(dirname "$0")/rfs_io.py"
 VERSIONS=${VERSIONS:-300}
-# 1: a read() of a file replaced after open() must succeed too (POSIX keeps
-# an open, unlinked file readable).  The brick does not pin open objects
-# yet (reported with issue #3), so it is off by default.
-STRICT_READ=${STRICT_READ:-0}
+# 1 (default): a read() of a file replaced after open() must succeed too
+# (POSIX keeps an open, unlinked file readable; the brick pins open objects,
+# docs/brick-layout.md "Orphans").  0 tolerates ESTALE there.
+STRICT_READ=${STRICT_READ:-1}
 # Pause between versions.  With none (hundreds of renames a second on one
 # name) an open can lose the race twice: the kernel re-resolves a name once
-# on ESTALE, and the brick cannot open an id whose last name is gone (the
-# same gap as STRICT_READ).
+# on ESTALE, and the brick cannot open an id whose last name is gone.
 PAUSE_MS=${PAUSE_MS:-20}
 
 volume_start

@@ -79,6 +79,9 @@ static struct xattrop_req m_xattrop_req;
 static struct xattrop_rep m_xattrop_rep;
 static struct heal_list_req m_heal_list_req;
 static struct heal_list_rep m_heal_list_rep;
+static struct checksum_req m_checksum_req;
+static struct checksum_rep m_checksum_rep;
+static uint8_t csum_bytes[5 * 8];
 static struct inval_event m_inval_event;
 
 static uint64_t ctr = 0x0102030405060708ull;
@@ -209,6 +212,9 @@ static struct sample samples[] = {
     S(OP_HEAL_LIST, PROTO_REQ, m_heal_list_req, heal_list_req, -1, 0, NOTXT),
     S(OP_HEAL_LIST, PROTO_REPLY, m_heal_list_rep, heal_list_rep,
       (long)offsetof(struct heal_list_rep, ids), 0, NOTXT),
+    S(OP_CHECKSUM, PROTO_REQ, m_checksum_req, checksum_req, -1, 0, NOTXT),
+    S(OP_CHECKSUM, PROTO_REPLY, m_checksum_rep, checksum_rep,
+      (long)offsetof(struct checksum_rep, sums), 0, NOTXT),
     S(OP_INVAL, PROTO_EVENT, m_inval_event, inval_event, -1, 1,
       TXT(inval_event, name, T_NAMEOPT)),
 };
@@ -341,10 +347,12 @@ static void fill_samples(void)
     m_xattrop_req.pending[0] = -1;
     m_xattrop_req.pending[1] = (int64_t)nx();
     m_xattrop_req.pending[2] = 7;
+    m_xattrop_req.clear_suspect = nx();
     m_xattrop_rep.dirty = (int64_t)nx();
     m_xattrop_rep.npending = PROTO_MAX_BRICKS;
     for (int i = 0; i < PROTO_MAX_BRICKS; i++)
         m_xattrop_rep.pending[i] = (int64_t)nx();
+    m_xattrop_rep.suspect = nx();
     m_heal_list_req.cookie = nx();
     m_heal_list_req.max = PROTO_HEAL_LIST_MAX;
     m_heal_list_rep.next_cookie = nx();
@@ -356,6 +364,15 @@ static void fill_samples(void)
         proto_id_put(heal_ids + 16 * i, &id);
     }
     set_bytes(&m_heal_list_rep.ids, heal_ids, sizeof(heal_ids));
+    fill_id(&m_checksum_req.id);
+    m_checksum_req.offset = 3u << 16;
+    m_checksum_req.length = nx();
+    m_checksum_req.block_size = 1u << 16;
+    m_checksum_req.flags = CHECKSUM_DEEP;
+    m_checksum_rep.size = nx();
+    m_checksum_rep.count = 5;
+    fill_raw(csum_bytes, sizeof(csum_bytes));
+    set_bytes(&m_checksum_rep.sums, csum_bytes, sizeof(csum_bytes));
     fill_id(&m_inval_event.id);
     m_inval_event.what = INVAL_ATTR | INVAL_DATA | INVAL_ENTRY;
     fill_id(&m_inval_event.parent);
@@ -469,7 +486,7 @@ Test(proto, samples_cover_every_message)
             cr_assert(covered, "op %u kind %u has no sample", op, k);
         }
     cr_assert_eq((size_t)found, NSAMPLES);
-    cr_assert_eq(NSAMPLES, 53); /* 26 ops x req+reply, plus INVAL */
+    cr_assert_eq(NSAMPLES, 55); /* 27 ops x req+reply, plus INVAL */
 }
 
 Test(proto, msg_size_mapping)
@@ -1137,14 +1154,14 @@ Test(proto, xattrop_counts)
     r.npending = 0;
     memset(r.pending, 0, sizeof(r.pending));
     n = proto_encode(buf, sizeof(buf), &h, 0, &r, NULL);
-    cr_assert_eq(n, 16 + 16 + 8 + 4);
+    cr_assert_eq(n, 16 + 16 + 8 + 4 + 8);
     cr_assert_eq(proto_decode(&h, buf + 16, (size_t)n - 16, NULL, &o), 0);
     cr_assert(memcmp(&r, &o, sizeof(r)) == 0);
     r.npending = PROTO_MAX_BRICKS;
     for (int i = 0; i < PROTO_MAX_BRICKS; i++)
         r.pending[i] = -i - 1;
     n = proto_encode(buf, sizeof(buf), &h, 0, &r, NULL);
-    cr_assert_eq(n, 16 + 16 + 8 + 4 + 8 * PROTO_MAX_BRICKS);
+    cr_assert_eq(n, 16 + 16 + 8 + 4 + 8 * PROTO_MAX_BRICKS + 8);
     cr_assert_eq((size_t)n, proto_encode_bound(OP_XATTROP, PROTO_REQ));
     cr_assert_eq(proto_decode(&h, buf + 16, (size_t)n - 16, NULL, &o), 0);
     cr_assert(memcmp(&r, &o, sizeof(r)) == 0);
@@ -1349,4 +1366,44 @@ Test(proto, status_errno_mapping)
     cr_assert_eq(proto_errno_from_status(0xffffffffu), -EIO);
     for (int e = 1; e < 4096; e++)
         cr_assert_eq(proto_errno_from_status(proto_status_from_errno(-e)), -e);
+}
+
+/* CHECKSUM: the sums blob must be exactly count * 8 bytes, the block size in
+ * range and the flags known, or the frame is refused both ways. */
+Test(proto, checksum_limits)
+{
+    uint8_t buf[512];
+    struct proto_hdr h = {0, OP_CHECKSUM, PROTO_REQ, 0, 1};
+    struct checksum_req q = m_checksum_req, qo;
+    struct checksum_rep p = m_checksum_rep, po;
+    uint32_t st;
+    ssize_t n;
+
+    q.block_size = PROTO_CSUM_BLOCK_MIN - 1;
+    cr_assert_eq(proto_encode(buf, sizeof(buf), &h, 0, &q, NULL), -EINVAL);
+    q.block_size = PROTO_CSUM_BLOCK_MAX * 2;
+    cr_assert_eq(proto_encode(buf, sizeof(buf), &h, 0, &q, NULL), -EINVAL);
+    q.block_size = PROTO_CSUM_BLOCK_MAX;
+    q.flags = 2;
+    cr_assert_eq(proto_encode(buf, sizeof(buf), &h, 0, &q, NULL), -EINVAL);
+    q.flags = CHECKSUM_DEEP;
+    n = proto_encode(buf, sizeof(buf), &h, 0, &q, NULL);
+    cr_assert_eq(n, 16 + 16 + 8 + 8 + 4 + 4);
+    cr_assert_eq(proto_decode(&h, buf + 16, (size_t)n - 16, &st, &qo), 0);
+    cr_assert_eq(qo.flags, CHECKSUM_DEEP);
+    put32(buf + n - 4, 4); /* unknown flag bit on the wire */
+    cr_assert_eq(proto_decode(&h, buf + 16, (size_t)n - 16, &st, &qo), -EPROTO);
+
+    h = (struct proto_hdr){0, OP_CHECKSUM, PROTO_REPLY, 0, 1};
+    p.count = 4; /* 5 sums sent */
+    cr_assert_eq(proto_encode(buf, sizeof(buf), &h, 0, &p, NULL), -EINVAL);
+    p.count = 5;
+    n = proto_encode(buf, sizeof(buf), &h, 0, &p, NULL);
+    cr_assert_eq(n, 16 + 4 + 8 + 4 + 4 + 40);
+    cr_assert_eq(proto_decode(&h, buf + 16, (size_t)n - 16, &st, &po), 0);
+    cr_assert_eq(po.count, 5);
+    cr_assert_eq(memcmp(po.sums.data, csum_bytes, 40), 0);
+    put32(buf + 16 + 4 + 8, 6); /* count says 6, blob has 5 */
+    cr_assert_eq(proto_decode(&h, buf + 16, (size_t)n - 16, &st, &po), -EPROTO);
+    cr_assert_str_eq(proto_op_name(OP_CHECKSUM), "CHECKSUM");
 }
