@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Regression test (found by kill_during_heal.sh, 2 runs of 9): kill -9 of a
+# brick during heal can leave, on that brick, a folder made by mkdirat whose
+# trusted.rfs.id was never set (the daemon died between the two steps of
+# MKDIR; src/daemon/ops_create.c invariant 1 calls such a name "invisible
+# to clients").  Seen: brick2/resize_cache/shared/2b, empty, no xattr at
+# all, while bricks 1 and 3 have 2b (id c834...) with a file in it; heal
+# then failed on every pass ("left: 47 pending, 49 failed" after 60 s of
+# --wait) and never created 2b's siblings 2c..3f either.  Here the debris
+# is made by hand, deterministically: with brick 2 down, up/d and up/d/f are
+# made through m1; an empty id-less up/d is put on brick 2; brick 2 comes
+# back.  `replicafs heal --wait` must succeed and leave every brick equal.
+source "$(dirname "$0")/../lib.sh"
+heal_built || fail "replicafs heal is not built"
+fo_start
+mkdir "$T/m1/up" || fail "mkdir up"
+echo one >"$T/m1/up/keep" || fail "write up/keep"
+brick_kill 2 KILL
+wait_for 30 count_ge 1 "$T/m1.log" "brick 2 .* is down" || fail "m1 did not see brick 2 down"
+mkdir "$T/m1/up/d" "$T/m1/up/e" || fail "mkdir up/d up/e with brick 2 down"
+echo hello >"$T/m1/up/d/f" || fail "write up/d/f"
+echo world >"$T/m1/up/e/g" || fail "write up/e/g"
+mkdir "$T/brick2/up/d"  # the crash debris: a name without trusted.rfs.id
+brick_start 2
+wait_for 30 brick_seen_up m1 2 2 || fail "m1 did not see brick 2 again"
+rc=0
+"$RFS_BIN_DIR/replicafs" heal --wait --timeout 15 --volume "$VOL" >"$T/heal.log" 2>&1 || rc=$?
+log "heal exit $rc: $(tr '\n' ' ' <"$T/heal.log")"
+"$RFS_BIN_DIR/replicafs" heal --list --volume "$VOL" 2>&1 | grep -v " stale " | head -n 8 >&2 || true
+check "up/e/g healed onto brick 2" cmp -s "$(brick_path 1 up/e/g)" "$(brick_path 2 up/e/g)"
+check "up/d/f healed onto brick 2 (over the id-less debris up/d)" \
+    cmp -s "$(brick_path 1 up/d/f)" "$(brick_path 2 up/d/f)"
+check "up/d has its id on brick 2" test "$(brick_id "$(brick_path 2 up/d)")" = "$(brick_id "$(brick_path 1 up/d)")"
+check "heal --wait succeeds (exit $rc)" test "$rc" = 0
+check "up/d/f reads back through m2" test "$(cat "$T/m2/up/d/f")" = hello
+log PASS
