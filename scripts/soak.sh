@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # soak.sh --cycles N: random faults under load on one volume (3 bricks, two
 # mounts), N cycles, then the totals: cycles run, operations acknowledged,
-# lost or wrong (must be 0), replicas differing after heal (must be 0, or
-# "not checked: no heal" until `replicafs heal` exists), time to recover.
+# lost or wrong (must be 0), replicas differing after heal (must be 0),
+# time to recover and to heal.
 #
-# Each cycle: the workload on both mounts (8 s, its own log), one fault from
-# the list, the fault undone, the workload finished, recovery timed (from
-# the undo until a write through each mount succeeds), then `workload
-# verify` of every log so far through both mounts.
+# Each cycle: the workload on both mounts (8 s, its own log, its own
+# thumbnail set), one fault from the list 2 s in, the fault undone,
+# recovery timed (from the undo until a write through each mount
+# succeeds), the workload finished, `replicafs heal --wait` (timed: what
+# `heal --daemon` would do), then `workload verify` of that cycle's log
+# through both mounts and against every brick; then the tree is emptied
+# through mount 1, so that every cycle is checked alone and the checks do
+# not grow with the run.
 #
 # Env: RFS_BIN_DIR (default build-failover), RFS_SRC_DIR (default the repo),
-#      SOAK_SEED (random order of faults).
+#      SOAK_SEED (random order of faults), SOAK_KEEP_GOING=1 (do not stop at
+#      the first cycle that lost something).
 # Usage: scripts/soak.sh --cycles N
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,20 +33,27 @@ set --
 source "$RFS_SRC_DIR/tests/failover/lib.sh"
 RANDOM=${SOAK_SEED:-$$}
 FAULTS=(kill_brick hang_brick two_down restart_brick)
+heal_built || fail "replicafs heal is not built in $RFS_BIN_DIR"
 
-# A write through mount $1 succeeds (quorum is back for it).
-write_ok() { { echo x >"$T/$1/.soak-probe"; } 2>/dev/null; }
+# A write through mount $1 succeeds (quorum is back for it); a temp name,
+# which verify lists as INFO only.
+write_ok() { { echo x >"$T/$1/.tmp-soak-probe"; } 2>/dev/null; }
+# seconds since $1 (date +%s.%N)
+since() { python3 -c "import time; print('%.2f' % (time.time() - $1))"; }
+# field NAME FILE: the number after NAME in verify's summary line
+field() { sed -n "s/.*[ ,(]$1 \([0-9]*\).*/\1/p" "$2" | tail -n 1; }
 
 fo_start
-acked=0 lost=0 cycle=0 rec_total=0 rec_max=0
+acked=0 lost=0 replicas=0 healfail=0 cycle=0
+rec_total=0 rec_max=0 heal_total=0 heal_max=0
 declare -A seen=()
 for ((cycle = 1; cycle <= CYCLES; cycle++)); do
     f=${FAULTS[RANDOM % ${#FAULTS[@]}]}
     b=$((RANDOM % 3 + 1))
     seen[$f]=$((${seen[$f]:-0} + 1))
-    wl_start "c$cycle" 8
+    WL_LOGS=()
+    wl_start "c$cycle" 8 --thumb-set "c$cycle"
     sleep 2
-    log "cycle $cycle: $f (brick $b)"
     case $f in
     kill_brick) brick_kill "$b" KILL; sleep 4; t0=$(date +%s.%N); brick_start "$b" ;;
     restart_brick) brick_kill "$b" TERM; sleep 1; t0=$(date +%s.%N); brick_start "$b" ;;
@@ -53,41 +65,51 @@ for ((cycle = 1; cycle <= CYCLES; cycle++)); do
     esac
     wait_for 60 write_ok m1 && wait_for 60 write_ok m2 ||
         fail "cycle $cycle: no write through the mounts 60 s after the fault ended"
-    rec=$(python3 -c "import time; print('%.2f' % (time.time() - $t0))")
-    rec_total=$(python3 -c "print($rec_total + $rec)")
-    rec_max=$(python3 -c "print(max($rec_max, $rec))")
+    rec=$(since "$t0")
     wl_wait "c$cycle" || true
     acked=$((acked + $(wl_acked "c$cycle")))
-    args=()
-    for l in "${WL_LOGS[@]}"; do args+=(--log "$l"); done
-    "$WL" verify "${args[@]}" --mount "$T/m1" --mount "$T/m2" \
+    h0=$(date +%s.%N)
+    if ! "$RFS_BIN_DIR/replicafs" heal --wait --timeout 120 --volume "$VOL" \
+        >"$T/heal-$cycle.log" 2>&1; then
+        healfail=$((healfail + 1))
+        log "cycle $cycle: heal --wait failed: $(tail -n 2 "$T/heal-$cycle.log" | tr '\n' ' ')"
+    fi
+    ht=$(since "$h0")
+    read -r rec_total rec_max heal_total heal_max < <(python3 -c "
+print($rec_total + $rec, max($rec_max, $rec), $heal_total + $ht, max($heal_max, $ht))")
+    "$WL" verify --log "$T/wl-c$cycle.txt" --mount "$T/m1" --mount "$T/m2" \
+        --brick "$T/brick1" --brick "$T/brick2" --brick "$T/brick3" \
         >"$T/verify-$cycle.out" 2>&1 || true
-    bad=$(python3 - "$T/verify-$cycle.out" <<'PY'
-import re, sys
-s = open(sys.argv[1]).read()
-m = re.search(r"missing (\d+), wrong (\d+), resurrected (\d+), partial (\d+)", s)
-print(sum(map(int, m.groups())) if m else 999999)
-PY
-)
-    [ "$bad" = 0 ] || { log "cycle $cycle: $bad lost or wrong"; grep -E '^(MISSING|WRONG|PARTIAL|RESURRECTED)' "$T/verify-$cycle.out" >"$T/bad-$cycle.txt" || true; sed -n 1,3p "$T/bad-$cycle.txt" >&2; }
-    lost=$bad # cumulative: verify checks every log so far
+    bad=0
+    for k in missing wrong resurrected partial unexpected excl; do
+        n=$(field "$k" "$T/verify-$cycle.out")
+        bad=$((bad + ${n:-999999}))
+    done
+    rep=$(field "replicas differing" "$T/verify-$cycle.out")
+    rep=${rep:-999999}
+    lost=$((lost + bad))
+    replicas=$((replicas + rep))
+    log "cycle $cycle: $f (brick $b): acked $(wl_acked "c$cycle"), recovered in ${rec} s, healed in ${ht} s, lost or wrong $bad, replicas differing $rep"
+    if [ "$bad" != 0 ] || [ "$rep" != 0 ]; then
+        grep -E '^(MISSING|WRONG|PARTIAL|RESURRECTED|UNEXPECTED|EXCL|REPLICA)' \
+            "$T/verify-$cycle.out" | sed -n 1,5p >&2 || true
+        [ "${SOAK_KEEP_GOING:-0}" = 1 ] || break
+    fi
+    # Empty the volume for the next cycle (through a mount: more deletes).
+    find "$T/m1" -mindepth 1 -maxdepth 1 -exec rm -rf {} + ||
+        fail "cycle $cycle: emptying the volume through m1"
 done
-cycles=$((cycle - 1))
-replicas="not checked: no heal"
-if heal_built; then
-    "$RFS_BIN_DIR/replicafs" heal --wait --volume "$VOL" >"$T/heal.log" 2>&1 &&
-        { for i in 1 2 3; do args+=(--brick "$T/brick$i"); done
-          "$WL" verify "${args[@]}" --mount "$T/m1" --mount "$T/m2" >"$T/verify-final.out" 2>&1 || true
-          replicas=$(sed -n 's/.*replicas differing \([0-9]*\).*/\1/p' "$T/verify-final.out" | tail -1); } ||
-        replicas="heal failed: $(tail -n 1 "$T/heal.log")"
-else
-    log "SKIP replica check: replicafs heal not built"
-fi
+cycles=$((cycle > CYCLES ? CYCLES : cycle))
 faults=""
 for k in "${!seen[@]}"; do faults+="$k=${seen[$k]} "; done
+mean() { python3 -c "print('%.2f' % ($1 / max($cycles, 1)))"; }
 echo "soak: cycles run $cycles ($faults)"
 echo "soak: operations acknowledged $acked"
 echo "soak: lost or wrong $lost"
-echo "soak: replicas differing after heal: $replicas"
-echo "soak: time to recover: mean $(python3 -c "print('%.2f' % ($rec_total / max($cycles, 1)))") s, max $rec_max s"
+echo "soak: replicas differing after heal $replicas (heal failures $healfail)"
+echo "soak: time to recover: mean $(mean "$rec_total") s, max $rec_max s"
+echo "soak: time to heal: mean $(mean "$heal_total") s, max $heal_max s"
 [ "$lost" = 0 ] || fail "$lost acknowledged operations lost or wrong"
+[ "$replicas" = 0 ] || fail "$replicas replicas differing after heal"
+[ "$healfail" = 0 ] || fail "$healfail heals failed"
+log PASS

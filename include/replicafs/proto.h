@@ -448,6 +448,8 @@ enum inval_what {
     INVAL_ATTR = 1u << 0,
     INVAL_DATA = 1u << 1,
     INVAL_ENTRY = 1u << 2,
+    /* Its pending markers changed: who blames whom (drop cached blame). */
+    INVAL_MARKERS = 1u << 3,
 };
 struct inval_event {
     struct rfs_id id;

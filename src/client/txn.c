@@ -115,6 +115,10 @@ struct iop_ops {
     void (*finish)(struct iop *op, int status);
     uint16_t opcode;
     const void *(*req)(struct iop *op);
+    /* May be NULL.  Called when the change reaches the head of the window:
+     * returns false to go on at once, or true when it has started work of
+     * its own and will call iop_send() (or finish the op) later. */
+    bool (*prepare)(struct iop *op);
 };
 
 struct iop {
@@ -140,6 +144,7 @@ struct iwin {
     bmask_t marked;             /* dirty+1 done */
     bmask_t mask;               /* bricks of the window (invariant 2) */
     bmask_t recorded;           /* pending[X]+1 done this window */
+    bmask_t accused;            /* MARKING: blamed by a locked brick */
     unsigned lock_next;         /* LOCKING one by one: next brick */
     bool lock_seq;              /* LOCKING one by one (after a busy one) */
     bool lock_undo;             /* releasing the non-blocking grants */
@@ -403,13 +408,37 @@ static int lock_fail_status(const struct fan *f)
     return any && all_enoent ? -ENOENT : -EROFS;
 }
 
+/* The markers every locked brick returns while the lock is held are the
+ * truth about who blames whom for this object: keep them (read policy,
+ * and the size an append starts from). */
+static void iwin_mark_reply_cb(struct fan *f, unsigned slot, int status,
+                               const void *rep)
+{
+    struct iwin *w = f->owner;
+    unsigned b = f->slot[slot].brick;
+    const struct xattrop_rep *xr = rep;
+
+    if (status == -ENOENT || status == -ESTALE)
+        w->accused |= BMASK(b); /* up, but without the object */
+    if (status < 0)
+        return;
+    for (unsigned i = 0; i < xr->npending && i < f->v->n; i++)
+        if (i != b && xr->pending[i] != 0)
+            w->accused |= BMASK(i);
+}
+
 static void iwin_mark_done(struct fan *f)
 {
     struct iwin *w = f->owner;
-    struct volume *v = w->vi->v;
+    struct vinode *vi = w->vi;
+    struct volume *v = vi->v;
 
     w->marked = fan_ok_mask(f);
     w->mask = w->marked;
+    if (bmask_count(w->marked) >= v->quorum && !vi->mk) {
+        vi->blamed = w->accused | vi->blamed_new;
+        vi->mk_epoch = v->epoch;
+    }
     if (bmask_count(w->marked) < v->quorum) {
         /* The object gone everywhere (unlinked by another client since
          * this one looked it up) is ENOENT, which the mount answers ESTALE
@@ -441,11 +470,12 @@ static void iwin_lock_done(struct iwin *w, int fail)
         return;
     }
     w->st = IW_MARKING;
+    w->accused = 0;
     memset(&w->xr, 0, sizeof(w->xr));
     w->xr.id = w->vi->id;
     w->xr.dirty = 1;
     w->xr.npending = v->n;
-    fan_begin(&w->fan, v, NULL, iwin_mark_done, w);
+    fan_begin(&w->fan, v, iwin_mark_reply_cb, iwin_mark_done, w);
     for (unsigned b = 0; b < v->n; b++)
         if (w->locked & BMASK(b))
             fan_call(&w->fan, b, b, OP_XATTROP, &w->xr);
@@ -641,13 +671,32 @@ static void iop_done(struct fan *f)
     fan_end(&w->fan);
 }
 
+static void iop_send(struct iwin *w, struct iop *op);
+
 static void iop_start(struct iwin *w, struct iop *op)
+{
+    post_disarm(w);
+    w->running = op;
+    if (op->ops->prepare && op->ops->prepare(op))
+        return;
+    iop_send(w, op);
+}
+
+/* A prepare step failed: the change fails, the window goes on. */
+static void iop_abort(struct iop *op, int status)
+{
+    struct vinode *vi = op->vi;
+
+    vi->win->running = NULL;
+    op->ops->finish(op, status);
+    iwin_run(vi);
+}
+
+static void iop_send(struct iwin *w, struct iop *op)
 {
     struct volume *v = w->vi->v;
     const void *req = op->ops->req(op);
 
-    post_disarm(w);
-    w->running = op;
     op->ok = 0;
     for (unsigned b = 0; b < MAXB; b++)
         op->st[b] = -ENOTCONN;
@@ -721,7 +770,23 @@ struct iop_write {
     void *arg;
     struct proto_attr attr;
     int attr_brick;
+    bool append;               /* req.offset: the size, read under the lock */
+    struct rcall rc;
+    struct getattr_req greq;
 };
+
+/* Whose attributes answer a change: a good brick's (a blamed one's size
+ * may be another), then the lowest-numbered. */
+static bool attr_brick_better(const struct vinode *vi, int cur, unsigned b)
+{
+    bool good_b = !(vi->blamed & BMASK(b));
+
+    if (cur < 0)
+        return true;
+    if (good_b != !(vi->blamed & BMASK((unsigned)cur)))
+        return good_b;
+    return (int)b < cur;
+}
 
 static int write_reply(struct iop *op, unsigned b, const void *rep)
 {
@@ -730,7 +795,7 @@ static int write_reply(struct iop *op, unsigned b, const void *rep)
 
     if (r->count != wr->req.data.len)
         return -EIO; /* a short write on one replica diverges */
-    if (wr->attr_brick < 0 || (int)b < wr->attr_brick) {
+    if (attr_brick_better(op->vi, wr->attr_brick, b)) {
         wr->attr = r->attr;
         wr->attr_brick = (int)b;
     }
@@ -755,11 +820,55 @@ static const void *write_req(struct iop *op)
     return &vcontainer_of(op, struct iop_write, base)->req;
 }
 
+static void append_size_reply(struct rcall *rc, const void *rep)
+{
+    struct iop_write *wr = vcontainer_of(rc, struct iop_write, rc);
+
+    wr->req.offset = ((const struct attr_rep *)rep)->attr.size;
+}
+
+static void append_size_done(struct rcall *rc, int status)
+{
+    struct iop_write *wr = vcontainer_of(rc, struct iop_write, rc);
+    struct iop *op = &wr->base;
+
+    if (status < 0) {
+        iop_abort(op, status);
+        return;
+    }
+    if (wr->req.offset > (uint64_t)INT64_MAX - wr->req.data.len) {
+        iop_abort(op, -EFBIG);
+        return;
+    }
+    iop_send(op->vi->win, op);
+}
+
+/*
+ * O_APPEND: the kernel's offset is its cached size, which another node's
+ * append may have outdated; only the bricks know the end, and under the
+ * window's lock it cannot move.  So the size is read from a good brick
+ * (blame as the lock's markers showed it) just before the write.
+ */
+static bool write_prepare(struct iop *op)
+{
+    struct iop_write *wr = vcontainer_of(op, struct iop_write, base);
+
+    if (!wr->append)
+        return false;
+    wr->greq.id = op->vi->id;
+    wr->rc.pin = 0;
+    wr->rc.on_reply = append_size_reply;
+    wr->rc.on_done = append_size_done;
+    vol_rcall_start(&wr->rc, op->vi->v, op->vi, OP_GETATTR, &wr->greq, false);
+    return true;
+}
+
 static const struct iop_ops write_ops = {
     .reply = write_reply,
     .finish = write_finish,
     .opcode = OP_WRITE,
     .req = write_req,
+    .prepare = write_prepare,
 };
 
 /* ---- setattr ---- */
@@ -777,7 +886,7 @@ static int setattr_reply(struct iop *op, unsigned b, const void *rep)
 {
     struct iop_setattr *sa = vcontainer_of(op, struct iop_setattr, base);
 
-    if (sa->attr_brick < 0 || (int)b < sa->attr_brick) {
+    if (attr_brick_better(op->vi, sa->attr_brick, b)) {
         sa->attr = ((const struct attr_rep *)rep)->attr;
         sa->attr_brick = (int)b;
     }
@@ -874,7 +983,7 @@ int volume_write(struct volume *v, struct vfile *f, uint64_t off,
         return rc;
     if (len > PROTO_MAX_IO)
         return -EINVAL;
-    if (off > INT64_MAX || len > INT64_MAX - off)
+    if (off != VOLUME_APPEND && (off > INT64_MAX || len > INT64_MAX - off))
         return -EFBIG;
     wr = calloc(1, sizeof(*wr));
     if (!wr)
@@ -883,7 +992,8 @@ int volume_write(struct volume *v, struct vfile *f, uint64_t off,
     wr->base.vi = f->vi;
     volume_inode_ref(f->vi);
     wr->req.id = f->vi->id;
-    wr->req.offset = off;
+    wr->append = off == VOLUME_APPEND;
+    wr->req.offset = wr->append ? 0 : off;
     wr->req.data.data = data;
     wr->req.data.len = (uint32_t)len;
     wr->cb = cb;
@@ -923,9 +1033,9 @@ struct op_open {
     void *arg;
     struct mkwait w;
     struct open_req req;
-    struct proto_attr attr;
-    int attr_brick;
-    int read_brick;          /* where reads of it go now, or -1 */
+    unsigned steps;          /* of the two (markers, OPEN) still running */
+    int mk_status;           /* the markers' outcome */
+    struct proto_attr attrs[MAXB]; /* each brick's answer */
     int st[MAXB];
     struct fan fan;
 };
@@ -940,6 +1050,8 @@ static void vfile_free(struct vfile *f)
     free(f);
 }
 
+static void release_flushed_cb(int status, void *arg);
+
 static void open_reply_cb(struct fan *fan, unsigned slot, int status,
                           const void *rep)
 {
@@ -950,66 +1062,79 @@ static void open_reply_cb(struct fan *fan, unsigned slot, int status,
     if (status < 0)
         return;
     op->f->opened |= BMASK(b);
-    if (op->f->vi->blamed & BMASK(b))
-        return; /* its attributes may be stale */
-    /* The read brick's attributes first: times are each brick's own, and
-     * the mount compares these with what getattr (same brick) said. */
-    if (op->attr_brick < 0 || (int)b == op->read_brick ||
-        ((int)b < op->attr_brick && op->attr_brick != op->read_brick)) {
-        op->attr = ((const struct attr_rep *)rep)->attr;
-        op->attr_brick = (int)b;
-    }
+    op->attrs[b] = ((const struct attr_rep *)rep)->attr;
 }
 
-static void open_done_cb(struct fan *fan)
+/*
+ * Both steps are done: answer with a good brick's attributes.  The read
+ * brick's first: times are each brick's own, and the mount compares these
+ * with what getattr (the same brick) said.
+ */
+static void open_finish(struct op_open *op)
 {
-    struct op_open *op = fan->owner;
-    int status = 0;
+    struct vinode *vi = op->f->vi;
+    bmask_t good = op->f->opened & ~vi->blamed;
+    int why, rb = vol_pick_read_brick(vi, 0, &why), pick = -1;
+    int status = op->mk_status;
 
-    if (op->attr_brick < 0) {
+    if (status == 0) {
+        if (rb >= 0 && (good & BMASK(rb)))
+            pick = rb;
+        for (unsigned b = 0; pick < 0 && b < op->v->n; b++)
+            if (good & BMASK(b))
+                pick = (int)b;
+    }
+    if (status == 0 && pick < 0) {
         status = -EIO;
         for (unsigned b = 0; b < op->v->n; b++)
             if (op->st[b] < 0 && !vol_err_is_link(op->st[b])) {
                 status = op->st[b];
                 break;
             }
-        if (status == -EIO && !(op->v->up & ~op->f->vi->blamed))
+        if (status == -EIO && !(op->v->up & ~vi->blamed))
             status = op->v->up ? -EIO : -ENOTCONN;
     }
     if (status < 0) {
         op->cb(status, NULL, NULL, op->arg);
-        vfile_free(op->f);
+        if (op->f->opened) /* the bricks that opened it hold it pinned */
+            release_flushed_cb(0, op->f);
+        else
+            vfile_free(op->f);
     } else {
         if ((op->f->flags & O_ACCMODE) != O_RDONLY) {
             op->f->writer = true;
-            op->f->vi->writers++;
+            vi->writers++;
         }
         vlist_add_tail(&op->v->files, &op->f->link);
-        op->cb(0, op->f, &op->attr, op->arg);
+        op->cb(0, op->f, &op->attrs[pick], op->arg);
     }
     free(op);
+}
+
+static void open_done_cb(struct fan *fan)
+{
+    struct op_open *op = fan->owner;
+
+    if (--op->steps == 0)
+        open_finish(op);
 }
 
 static void open_markers_cb(struct mkwait *w, int status)
 {
     struct op_open *op = vcontainer_of(w, struct op_open, w);
-    struct volume *v = op->v;
-    int why;
 
-    if (status < 0) {
-        op->cb(status, NULL, NULL, op->arg);
-        vfile_free(op->f);
-        free(op);
-        return;
-    }
-    op->read_brick = vol_pick_read_brick(op->f->vi, 0, &why);
-    fan_begin(&op->fan, v, open_reply_cb, open_done_cb, op);
-    for (unsigned b = 0; b < v->n; b++)
-        if (v->up & BMASK(b))
-            fan_call(&op->fan, b, b, OP_OPEN, &op->req);
-    fan_end(&op->fan);
+    op->mk_status = status;
+    if (--op->steps == 0)
+        open_finish(op);
 }
 
+/*
+ * Open: OPEN on every up brick and, at the same time, the object's markers
+ * afresh (one round trip for both).  Fresh because another client may have
+ * blamed a brick a moment ago, and its invalidation may still be on the
+ * way: what open() returns, and the reads after it, must come from a good
+ * copy (docs/reliability.md, rule 3).
+ */
 int volume_open(struct volume *v, struct vinode *vi, uint32_t flags,
                 vol_open_cb cb, void *arg)
 {
@@ -1036,11 +1161,17 @@ int volume_open(struct volume *v, struct vinode *vi, uint32_t flags,
     op->arg = arg;
     op->req.id = vi->id;
     op->req.flags = acc;
-    op->attr_brick = -1;
     for (unsigned b = 0; b < MAXB; b++)
         op->st[b] = -ENOTCONN;
+    op->steps = 2;
+    vol_markers_forget(vi);
     op->w.fn = open_markers_cb;
     vol_markers_ensure(vi, &op->w);
+    fan_begin(&op->fan, v, open_reply_cb, open_done_cb, op);
+    for (unsigned b = 0; b < v->n; b++)
+        if (v->up & BMASK(b))
+            fan_call(&op->fan, b, b, OP_OPEN, &op->req);
+    fan_end(&op->fan);
     return 0;
 }
 

@@ -152,7 +152,16 @@ static void link_event_cb(struct brick_conn *bc, uint16_t op, const void *msg,
     struct volume *v = arg;
 
     (void)bc;
-    if (op == OP_INVAL && v->opts.on_inval)
+    if (op != OP_INVAL)
+        return;
+    if (((const struct inval_event *)msg)->what & INVAL_MARKERS) {
+        struct vinode *vi = vol_inode_find(v, &((const struct inval_event *)
+                                                    msg)->id);
+
+        if (vi)
+            vol_markers_forget(vi);
+    }
+    if (v->opts.on_inval)
         v->opts.on_inval(msg, v->opts.arg);
 }
 
@@ -357,6 +366,15 @@ static void vtab_resize(struct volume *v, size_t cap)
     free(old);
 }
 
+struct vinode *vol_inode_find(struct volume *v, const struct rfs_id *id)
+{
+    struct vinode *vi = v->vtab[vslot(v, id)];
+
+    while (vi && !rfs_id_eq(&vi->id, id))
+        vi = vi->hnext;
+    return vi;
+}
+
 int volume_inode_get(struct volume *v, const struct rfs_id *id,
                      struct vinode **out)
 {
@@ -377,6 +395,7 @@ int volume_inode_get(struct volume *v, const struct rfs_id *id,
     vi->id = *id;
     vi->refs = 1;
     vlist_init(&vi->mk_waiters);
+    vlist_init(&vi->mk_waiters_next);
     vlist_init(&vi->iops);
     if (v->vcount + 1 > v->vcap)
         vtab_resize(v, v->vcap * 2);
@@ -404,7 +423,8 @@ void volume_inode_put(struct vinode *vi)
     if (--vi->refs > 0)
         return;
     /* Operations hold references (invariant 2), so nothing is queued. */
-    assert(!vi->mk && vlist_empty(&vi->mk_waiters) && txn_inode_idle(vi));
+    assert(!vi->mk && vlist_empty(&vi->mk_waiters) &&
+           vlist_empty(&vi->mk_waiters_next) && txn_inode_idle(vi));
     v = vi->v;
     pp = &v->vtab[vslot(v, &vi->id)];
     while (*pp != vi)
@@ -467,6 +487,8 @@ static void mk_reply_cb(struct fan *f, unsigned slot, int status,
     }
 }
 
+static void mk_start(struct vinode *vi);
+
 static void mk_done_cb(struct fan *f)
 {
     struct mkfetch *mk = f->owner;
@@ -493,8 +515,9 @@ static void mk_done_cb(struct fan *f)
                 unsure |= BMASK(b);
         vi->blamed = mk->blamed | mk->missing | unsure | vi->blamed_new;
         /* Doubt is not knowledge: an answer that left a brick unsure is
-         * used for this call only, and asked again next time. */
-        if (!unsure)
+         * used for this call only, and asked again next time; so is one
+         * that began before the markers changed. */
+        if (!unsure && !vi->mk_redo)
             vi->mk_epoch = mk->epoch;
     } else if (mk->missing) {
         status = -ENOENT;
@@ -502,6 +525,7 @@ static void mk_done_cb(struct fan *f)
         status = mk->err ? mk->err : -ENOTCONN;
     }
     vi->mk = NULL;
+    vi->mk_redo = false;
     /* Detach the waiters first: one may start a new fetch. */
     vlist_init(&waiters);
     if (!vlist_empty(&vi->mk_waiters)) {
@@ -512,6 +536,11 @@ static void mk_done_cb(struct fan *f)
         vlist_init(&vi->mk_waiters);
     }
     free(mk);
+    if (!vlist_empty(&vi->mk_waiters_next) && !vi->mk) {
+        /* They asked after the markers changed: a fetch of their own. */
+        vlist_splice(&vi->mk_waiters, &vi->mk_waiters_next);
+        mk_start(vi);
+    }
     while (!vlist_empty(&waiters)) {
         struct mkwait *w = vcontainer_of(waiters.next, struct mkwait, link);
 
@@ -529,10 +558,48 @@ static void mk_now_cb(struct vdefer *d)
     w->fn(w, w->status);
 }
 
+void vol_markers_forget(struct vinode *vi)
+{
+    vi->mk_epoch = 0;
+    if (vi->mk)
+        vi->mk_redo = true;
+}
+
+/* Fetch the markers for the waiters on vi->mk_waiters (none in flight). */
+static void mk_start(struct vinode *vi)
+{
+    struct volume *v = vi->v;
+    struct mkfetch *mk = calloc(1, sizeof(*mk));
+
+    if (!mk) {
+        while (!vlist_empty(&vi->mk_waiters)) {
+            struct mkwait *w = vcontainer_of(vi->mk_waiters.next,
+                                             struct mkwait, link);
+
+            vlist_del(&w->link);
+            vlist_init(&w->link);
+            w->status = -ENOMEM;
+            vol_defer(v, &w->d, mk_now_cb);
+        }
+        return;
+    }
+    volume_inode_ref(vi);
+    mk->vi = vi;
+    mk->epoch = v->epoch;
+    mk->req.id = vi->id;
+    vi->mk = mk;
+    vi->mk_redo = false;
+    vi->blamed_new = 0;
+    fan_begin(&mk->fan, v, mk_reply_cb, mk_done_cb, mk);
+    for (unsigned b = 0; b < v->n; b++)
+        if (v->up & BMASK(b))
+            fan_call(&mk->fan, b, b, OP_XATTROP, &mk->req);
+    fan_end(&mk->fan);
+}
+
 void vol_markers_ensure(struct vinode *vi, struct mkwait *w)
 {
     struct volume *v = vi->v;
-    struct mkfetch *mk;
 
     vlist_init(&w->link);
     if (vi->mk_epoch == v->epoch && !vi->mk) {
@@ -541,27 +608,13 @@ void vol_markers_ensure(struct vinode *vi, struct mkwait *w)
         return;
     }
     if (vi->mk) {
-        vlist_add_tail(&vi->mk_waiters, &w->link);
-        return;
-    }
-    mk = calloc(1, sizeof(*mk));
-    if (!mk) {
-        w->status = -ENOMEM;
-        vol_defer(v, &w->d, mk_now_cb);
+        /* One that began before the markers changed does not answer. */
+        vlist_add_tail(vi->mk_redo ? &vi->mk_waiters_next : &vi->mk_waiters,
+                       &w->link);
         return;
     }
     vlist_add_tail(&vi->mk_waiters, &w->link);
-    volume_inode_ref(vi);
-    mk->vi = vi;
-    mk->epoch = v->epoch;
-    mk->req.id = vi->id;
-    vi->mk = mk;
-    vi->blamed_new = 0;
-    fan_begin(&mk->fan, v, mk_reply_cb, mk_done_cb, mk);
-    for (unsigned b = 0; b < v->n; b++)
-        if (v->up & BMASK(b))
-            fan_call(&mk->fan, b, b, OP_XATTROP, &mk->req);
-    fan_end(&mk->fan);
+    mk_start(vi);
 }
 
 int vol_pick_read_brick(struct vinode *vi, bmask_t tried, int *why)

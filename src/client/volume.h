@@ -192,7 +192,11 @@ int volume_rename(struct volume *v, struct vinode *parent, const char *name,
 int volume_open(struct volume *v, struct vinode *vi, uint32_t flags,
                 vol_open_cb cb, void *arg);
 struct vinode *volume_file_inode(const struct vfile *f);
-/* data (len <= PROTO_MAX_IO) is borrowed until cb. */
+/* off VOLUME_APPEND: at the end of the file as the bricks have it (an
+ * O_APPEND write), whatever the caller believes the size is. */
+#define VOLUME_APPEND UINT64_MAX
+/* data (len <= PROTO_MAX_IO) is borrowed until cb.  The reply's attr is
+ * the file's after the write (its size ends the written range). */
 int volume_write(struct volume *v, struct vfile *f, uint64_t off,
                  const void *data, size_t len, vol_write_cb cb, void *arg);
 /* Wait for this file's queued changes and end its eager lock (post-op). */

@@ -55,6 +55,18 @@ static inline void vlist_add_tail(struct vlist *head, struct vlist *n)
 }
 /* Unlink n and leave it self-linked (so vlist_empty(n) tells "not on a
  * list"). */
+/* Move every node of src to the end of dst; src is left empty. */
+static inline void vlist_splice(struct vlist *dst, struct vlist *src)
+{
+    if (src->next == src)
+        return;
+    src->next->prev = dst->prev;
+    dst->prev->next = src->next;
+    src->prev->next = dst;
+    dst->prev = src->prev;
+    src->next = src->prev = src;
+}
+
 static inline void vlist_del(struct vlist *n)
 {
     n->prev->next = n->next;
@@ -132,6 +144,10 @@ struct vinode {
     uint64_t mk_epoch;        /* 0: never fetched */
     struct mkfetch *mk;       /* owned: the fetch in flight, or NULL */
     struct vlist mk_waiters;  /* struct mkwait, waiting for mk */
+    /* Waiting for a fetch that starts after mk: mk began before the
+     * markers changed (vol_markers_forget). */
+    struct vlist mk_waiters_next;
+    bool mk_redo;             /* mk began before the markers changed */
 
     /* Write transaction (txn.c). */
     unsigned writers;         /* open vfiles that may write */
@@ -218,6 +234,12 @@ void vol_blame(struct vinode *vi, bmask_t missed);
 /* A good brick for reading vi outside `tried`; -1 if none (then *why is
  * -EIO when only blamed bricks are up, else -ENOTCONN). */
 int vol_pick_read_brick(struct vinode *vi, bmask_t tried, int *why);
+/* What is cached about vi's markers is out of date (another client changed
+ * them, or the caller needs them fresh): the next vol_markers_ensure()
+ * fetches them again, after any fetch already on the way. */
+void vol_markers_forget(struct vinode *vi);
+/* The vinode of id if one exists (no reference taken), else NULL. */
+struct vinode *vol_inode_find(struct volume *v, const struct rfs_id *id);
 
 /*
  * rcall: one read-type call on one good brick of vi, retried on the next

@@ -310,7 +310,7 @@ static const struct field checksum_rep_f[] = {
 };
 static const struct field inval_event_f[] = {
     ID(inval_event, id),
-    U32M(inval_event, what, INVAL_ATTR | INVAL_DATA | INVAL_ENTRY),
+    U32M(inval_event, what, INVAL_ATTR | INVAL_DATA | INVAL_ENTRY | INVAL_MARKERS),
     ID(inval_event, parent),
     NAMEOPT(inval_event, name),
 };

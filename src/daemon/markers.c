@@ -76,6 +76,14 @@ static bool marked(const struct xop *x)
 
 static void xop_run(struct xop *x);
 
+static bool pending_delta(const struct xattrop_req *m)
+{
+    for (uint32_t i = 0; i < m->npending; i++)
+        if (m->pending[i])
+            return true;
+    return false;
+}
+
 static void xop_finish(struct xop *x, int rc)
 {
     struct server *srv = x->r->srv;
@@ -87,6 +95,10 @@ static void xop_finish(struct xop *x, int rc)
     memcpy(rep.pending, x->pend, sizeof(rep.pending));
     if (rc == 0 && m->clear_suspect && rfs_id_is_root(&o->id))
         suspect_clear(srv, m->clear_suspect);
+    if (rc == 0 && pending_delta(m))
+        /* Other clients cache who is blamed for this object: a read they
+         * sent to a brick now blamed would return old bytes. */
+        server_inval(srv, x->r->c, &o->id, INVAL_MARKERS, NULL, NULL);
     rep.suspect = srv->suspect.gen;
     req_reply(x->r, rc, &rep);
     list_del(&x->link);

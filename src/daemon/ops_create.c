@@ -22,8 +22,14 @@
  *  2. An id that already exists is never given to a new object: -EEXIST.
  *  3. mode/uid/gid come from the request, so every brick agrees; the umask
  *     plays no part (main.c sets it to 0).
+ *  4. A name without trusted.rfs.id that blocks a new object (EEXIST) is
+ *     the debris of a crash inside invariant 1's window: it is removed and
+ *     the object made, once, unless another op of this brick is making that
+ *     same name right now (srv->creating).  Clients hold the entry lock
+ *     for the name, so no other client can be making it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +54,8 @@ struct op_new {
     bool is_create;              /* CREATE (reply create_rep) */
     bool excl;
     bool made;                   /* the name exists: roll back on failure */
+    bool debris_tried;           /* invariant 4: once */
+    struct list creating;        /* on srv->creating while making a name */
     int fd;                      /* owned until cached */
     int rc;                      /* the error to reply after a rollback */
     char idpath[IDS_PATH_LEN];
@@ -58,8 +66,16 @@ struct op_new {
     struct rfs_id got;           /* existing file's id */
 };
 
+static void new_untrack(struct op_new *op)
+{
+    if (!list_empty(&op->creating))
+        list_del(&op->creating);
+    list_init(&op->creating);
+}
+
 static void new_free(struct op_new *op)
 {
+    new_untrack(op);
     if (op->fd >= 0)
         store_close_fd(&op->r->srv->st, op->fd);
     if (op->parent)
@@ -74,6 +90,8 @@ static void new_fail(struct op_new *op, int rc)
     new_free(op);
     req_reply(r, rc, NULL);
 }
+
+static void new_exists(struct op_new *op);
 
 static void new_rollback_cb(struct store_op *sop, int res)
 {
@@ -111,6 +129,7 @@ static void new_reply(struct op_new *op, const struct rfs_id *id,
     if (created)
         server_inval(srv, op->r->c, &op->parent->id, INVAL_ENTRY,
                      &op->parent->id, op->name);
+    new_untrack(op);
     req_reply(op->r, 0, op->is_create ? (const void *)&crep
                                       : (const void *)&arep);
     ids_insert_take(&srv->ids, id, op->fd, op->type, op->type != S_IFREG &&
@@ -226,8 +245,12 @@ static void new_existing_id_cb(struct store_op *sop, int res)
 {
     struct op_new *op = container_of(sop, struct op_new, sop);
 
-    if (res != 16) { /* no id: not an object of ours; do not hand it out */
-        new_fail(op, res < 0 && res != -ENODATA ? res : -EEXIST);
+    if (res == -ENODATA) { /* no id: not an object of ours */
+        new_exists(op);
+        return;
+    }
+    if (res != 16) {
+        new_fail(op, res < 0 ? res : -EEXIST);
         return;
     }
     ids_id_decode(op->idbuf, &op->got);
@@ -258,12 +281,88 @@ static void new_open_existing(struct op_new *op)
                   op->parent->fd, op->name, &op->how);
 }
 
+/* ---- debris of a crash (invariant 4) ---- */
+
+static void new_make(struct op_new *op);
+
+static bool making_elsewhere(const struct op_new *op)
+{
+    struct list *pos, *tmp;
+
+    list_for_each_safe(pos, tmp, &op->r->srv->creating) {
+        const struct op_new *o = container_of(pos, struct op_new, creating);
+
+        if (o != op && rfs_id_eq(&o->parent->id, &op->parent->id) &&
+            strcmp(o->name, op->name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* On the pool: remove parent/name if it carries no id. */
+static void new_debris_work(struct store_work *w)
+{
+    struct op_new *op = container_of(w, struct op_new, w);
+    int dfd = op->parent->fd;
+    struct stat st;
+    uint8_t id[16];
+    int fd = openat(dfd, op->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    ssize_t n;
+
+    if (fd < 0) {
+        op->rc = -errno;
+        return;
+    }
+    n = ids_opath_getxattr(fd, IDS_XATTR_ID, id, sizeof(id));
+    if (n != -ENODATA || fstat(fd, &st) < 0) {
+        close(fd);
+        op->rc = -EEXIST; /* an object of ours, or unknown: leave it */
+        return;
+    }
+    close(fd);
+    op->rc = unlinkat(dfd, op->name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0)
+                 < 0 ? -errno : 0;
+}
+
+static void new_debris_done(struct store_work *w)
+{
+    struct op_new *op = container_of(w, struct op_new, w);
+
+    if (op->rc < 0) {
+        new_fail(op, op->rc == -ENOTEMPTY ? -EEXIST : op->rc);
+        return;
+    }
+    log_warn("removed '%s', a name without an id left by a crash, to make "
+             "it again", op->name);
+    new_make(op);
+}
+
+/* EEXIST while making the name: debris, or a real object. */
+static void new_exists(struct op_new *op)
+{
+    if (op->debris_tried || making_elsewhere(op)) {
+        new_fail(op, -EEXIST);
+        return;
+    }
+    op->debris_tried = true;
+    if (op->fd >= 0) {
+        store_close_fd(&op->r->srv->st, op->fd);
+        op->fd = -1;
+    }
+    store_queue_work(&op->r->srv->st, &op->w, new_debris_work,
+                     new_debris_done);
+}
+
 /* ---- making the name ---- */
 
 static void new_named_cb(struct store_op *sop, int res)
 {
     struct op_new *op = container_of(sop, struct op_new, sop);
 
+    if (res == -EEXIST) {
+        new_exists(op);
+        return;
+    }
     if (res < 0) {
         new_fail(op, res);
         return;
@@ -281,6 +380,10 @@ static void new_regular_cb(struct store_op *sop, int res)
 
     if (res == -EEXIST && op->is_create && !op->excl) {
         new_open_existing(op);
+        return;
+    }
+    if (res == -EEXIST) {
+        new_exists(op);
         return;
     }
     if (res < 0) {
@@ -309,6 +412,9 @@ static void new_make(struct op_new *op)
 {
     struct store *st = &op->r->srv->st;
     int dfd = op->parent->fd;
+
+    if (list_empty(&op->creating))
+        list_add_tail(&op->r->srv->creating, &op->creating);
 
     switch (op->type) {
     case S_IFREG:
@@ -387,6 +493,7 @@ static struct op_new *new_alloc(struct req *r)
     }
     op->r = r;
     op->fd = -1;
+    list_init(&op->creating);
     return op;
 }
 

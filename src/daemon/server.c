@@ -128,6 +128,7 @@ int server_init(struct server *srv, uv_loop_t *loop,
     srv->max_bytes = o->max_bytes ? o->max_bytes : SERVER_MAX_BYTES;
     srv->st.ring_ok = false;
     list_init(&srv->conns);
+    list_init(&srv->creating);
     metrics_init(&srv->metrics, srv);
     rc = stamp_load(o->dir, &srv->stamp, err, errlen);
     if (rc == 0)

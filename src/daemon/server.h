@@ -55,6 +55,7 @@ struct server {
     uv_signal_t sigint;
     uv_timer_t stop_timer;         /* polls for the end of a graceful stop */
     struct list conns;             /* struct conn.link */
+    struct list creating;          /* struct op_new.creating (ops_create) */
     unsigned nconns;
     uint64_t next_cid;
     bool stopping;

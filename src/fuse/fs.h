@@ -63,6 +63,9 @@ int notifier_start(struct rfs_fs *fs);
 void notifier_stop(struct rfs_fs *fs);
 /* volume_opts.on_inval: another client changed an object (arg: the fs). */
 void fs_on_inval(const struct inval_event *ev, void *arg);
+/* Drop the kernel's cached pages and attributes of ino, soon (from the
+ * notifier thread: safe while a request on it is in flight). */
+void fs_inval_inode(struct rfs_fs *fs, fuse_ino_t ino);
 
 /* The low-level operations (ops.c). */
 extern const struct fuse_lowlevel_ops rfs_ll_ops;

@@ -218,3 +218,13 @@ void fs_on_inval(const struct inval_event *ev, void *arg)
         }
     }
 }
+
+void fs_inval_inode(struct rfs_fs *fs, fuse_ino_t ino)
+{
+    struct inotab_ent *ent = inotab_by_ino(&fs->inodes, ino);
+
+    if (ent)
+        ent->kstamp.valid = false;
+    if (fs->notifier && !fs->stopping)
+        notifier_push(fs->notifier, N_INODE, ino, NULL);
+}

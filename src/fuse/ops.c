@@ -689,6 +689,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 struct fop_write {
     fuse_req_t req;
+    fuse_ino_t ino;
+    uint64_t off;   /* where the kernel believes it writes */
+    bool append;
     uint8_t data[]; /* the kernel's buffer is reused for the next request */
 };
 
@@ -697,11 +700,15 @@ static void write_cb(int status, uint32_t count, const struct proto_attr *a,
 {
     struct fop_write *w = arg;
 
-    (void)a;
-    if (status < 0)
+    if (status < 0) {
         fuse_reply_err(w->req, -status);
-    else
+    } else {
+        /* An append went to the bricks' end, not to the kernel's idea of
+         * it: its cached pages and size for this file are wrong now. */
+        if (w->append && a->size != w->off + count)
+            fs_inval_inode(req_fs(w->req), w->ino);
         fuse_reply_write(w->req, count);
+    }
     free(w);
 }
 
@@ -713,7 +720,6 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
     struct fop_write *w;
     int rc;
 
-    (void)ino;
     if (off < 0 || size > PROTO_MAX_IO) {
         fuse_reply_err(req, EINVAL);
         return;
@@ -724,8 +730,13 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
         return;
     }
     w->req = req;
+    w->ino = ino;
+    w->off = (uint64_t)off;
+    /* fi->flags are the file's flags at this write (FUSE 7.9+). */
+    w->append = (fi->flags & O_APPEND) != 0;
     memcpy(w->data, buf, size);
-    rc = volume_write(fs->vol, f, (uint64_t)off, w->data, size, write_cb, w);
+    rc = volume_write(fs->vol, f, w->append ? VOLUME_APPEND : (uint64_t)off,
+                      w->data, size, write_cb, w);
     if (rc < 0) {
         fuse_reply_err(req, -rc);
         free(w);

@@ -8,21 +8,16 @@ WL=$RFS_BIN_DIR/workload
 declare -a WL_LOGS=()
 FO_SEED=${FO_SEED:-$RANDOM}
 
-# KNOWN BUGS (docs/reliability.md, "Known bugs"): with all 3 bricks up and no
-# fault at all, (1) a read through mount 2 right after an append acknowledged
-# through mount 1 sees the old size (stale read), and (2) truncate sometimes
-# fails with EROFS ("write lock: only 0 of 3 bricks marked, need 2").  Either
-# fails every --strict run within seconds, so until src/client and src/fuse
-# are fixed the scenarios run without --strict and without the cross-mount
-# read check, and assert what still holds: nothing acknowledged lost, wrong,
-# partial or resurrected.  FO_STRICT=1 turns both checks back on.
-if [ "${FO_STRICT:-0}" = 1 ]; then
+# Strict by default: quorum-holding scenarios fail on any application error
+# (--strict) and every read-back across mounts is checked.  FO_STRICT=0
+# relaxes both, for chasing one bug at a time.
+if [ "${FO_STRICT:-1}" = 1 ]; then
     FO_RUN_FLAGS=()
 else
     FO_RUN_FLAGS=(--no-read-check)
 fi
 # fo_strict: the flag that makes quorum-holding scenarios fail on any error.
-fo_strict() { [ "${FO_STRICT:-0}" = 1 ] && echo --strict || true; }
+fo_strict() { [ "${FO_STRICT:-1}" = 1 ] && echo --strict || true; }
 
 # fo_start: 3 fresh bricks, mounts m1 and m2.
 fo_start() {
@@ -30,8 +25,8 @@ fo_start() {
     mount_volume m1 "ping-timeout=2"
     mount_volume m2 "ping-timeout=2"
     log "volume up: bricks ${BRICK_PORT[*]}, seed $FO_SEED"
-    [ "${FO_STRICT:-0}" = 1 ] ||
-        log "KNOWN BUGS: --strict and read-back checks OFF (set FO_STRICT=1 to enable)"
+    [ "${FO_STRICT:-1}" = 1 ] ||
+        log "FO_STRICT=0: --strict and read-back checks OFF"
 }
 
 # wl_start NAME SECONDS [ARGS...]: the workload on both mounts in the

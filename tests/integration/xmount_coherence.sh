@@ -45,6 +45,30 @@ for i in range(300):
 print("300 rounds: B always read what A had closed")
 PY
 
+log "O_APPEND on B after A appended: at the real end, never over A's bytes"
+python3 - "$A" "$B" <<'PY' || fail "an append on B overwrote what A had appended"
+import os, sys
+a, b = sys.argv[1], sys.argv[2]
+pa, pb = os.path.join(a, "log.txt"), os.path.join(b, "log.txt")
+open(pa, "wb").close()
+want = b""
+fb = os.open(pb, os.O_WRONLY | os.O_APPEND)   # B's kernel caches the size now
+for i in range(50):
+    line_a = b"A%04d-------------------\n" % i
+    with open(pa, "ab") as f:
+        f.write(line_a)
+    want += line_a
+    line_b = b"B%04d\n" % i
+    os.write(fb, line_b)
+    want += line_b
+os.close(fb)
+got = open(pb, "rb").read()
+if got != want:
+    sys.exit(f"log.txt is {len(got)} bytes, want {len(want)}; first difference at "
+             f"{next((k for k in range(min(len(got), len(want))) if got[k] != want[k]), -1)}")
+print("50 interleaved appends from two mounts, none lost")
+PY
+
 log "a warm reopen on B keeps its page cache when nothing changed"
 python3 - "$B" <<'PY' || fail "warm reopen"
 import os, sys

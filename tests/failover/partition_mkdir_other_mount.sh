@@ -6,7 +6,7 @@
 # use it: with prefer-brick=2 it must not take brick 2's word that the name
 # is absent (ENOENT), nor make a second folder of another id on brick 2
 # alone, nor fail creates in it with EROFS.
-source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/lib.sh"
 FO_PM_M2_OPTS="ping-timeout=2,prefer-brick=2"
 fo_pm_start
 mkdir "$T/m1/up" || fail "mkdir up"

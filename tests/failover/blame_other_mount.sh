@@ -7,7 +7,7 @@
 # get pending[1] = 1 and the rewrite is acknowledged.  All bricks stay up
 # (no epoch change).  A read of f through m2 must give the new bytes (rule 3:
 # close() on web1, then open() on web2 sees them), not brick 1's stale copy.
-source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/lib.sh"
 DISK=$T/disk1
 fo_disk_cleanup() {
     local rc=$?

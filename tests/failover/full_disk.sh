@@ -12,7 +12,7 @@
 # Then the tmpfs grows (mount -o remount,size=) and a second workload runs:
 # the mounts keep working, new files reach brick 1 again, still blamed
 # correctly, and everything verifies.
-source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/lib.sh"
 
 fo_disk_start 64 6144
 [ "${FO_STRICT:-0}" = 1 ] ||

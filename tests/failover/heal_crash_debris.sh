@@ -10,7 +10,7 @@
 # is made by hand, deterministically: with brick 2 down, up/d and up/d/f are
 # made through m1; an empty id-less up/d is put on brick 2; brick 2 comes
 # back.  `replicafs heal --wait` must succeed and leave every brick equal.
-source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/lib.sh"
 heal_built || fail "replicafs heal is not built"
 fo_start
 mkdir "$T/m1/up" || fail "mkdir up"

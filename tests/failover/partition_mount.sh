@@ -9,7 +9,7 @@
 #    by brick 1 or 3 (pending[2] > 0 on it or its folder), and some differ;
 #  - verify through both mounts (the replica check waits for heal).
 # The same without the workload, deterministic: ../partition_mount_blame.sh.
-source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/lib.sh"
 fo_pm_start
 [ "${FO_STRICT:-0}" = 1 ] ||
     log "KNOWN BUGS: --strict and read-back checks OFF (set FO_STRICT=1 to enable)"
