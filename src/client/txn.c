@@ -1164,7 +1164,11 @@ int volume_open(struct volume *v, struct vinode *vi, uint32_t flags,
     for (unsigned b = 0; b < MAXB; b++)
         op->st[b] = -ENOTCONN;
     op->steps = 2;
-    vol_markers_forget(vi);
+    /* Without a quorum nobody can change the markers, and what was
+     * learnt while there was one is worth more than a lone brick's word
+     * (volume.c invariant 5). */
+    if (bmask_count(v->up) >= v->quorum)
+        vol_markers_forget(vi);
     op->w.fn = open_markers_cb;
     vol_markers_ensure(vi, &op->w);
     fan_begin(&op->fan, v, open_reply_cb, open_done_cb, op);
