@@ -514,6 +514,8 @@ static void mk_done_cb(struct fan *f)
                 bmask_count(heard & ~BMASK(b)) < v->n - v->quorum)
                 unsure |= BMASK(b);
         vi->blamed = mk->blamed | mk->missing | unsure | vi->blamed_new;
+        if ((mk->blamed | mk->missing) && v->opts.on_heal_needed)
+            v->opts.on_heal_needed(v->opts.arg);
         /* Doubt is not knowledge: an answer that left a brick unsure is
          * used for this call only, and asked again next time; so is one
          * that began before the markers changed. */

@@ -45,6 +45,9 @@ struct volume_opts {
     /* An INVAL event from a brick (another client changed something);
      * may be NULL.  msg is valid during the call. */
     void (*on_inval)(const struct inval_event *msg, void *arg);
+    /* The engine met an object some brick is blamed for (it needs heal);
+     * may be NULL.  Called often: the callee rate-limits. */
+    void (*on_heal_needed)(void *arg);
     void *arg;
 };
 

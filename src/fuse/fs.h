@@ -26,6 +26,7 @@ struct mount_opts {
     double entry_timeout;     /* s */
     unsigned ping_timeout_ms;
     unsigned prefer_brick;    /* 0: none */
+    bool self_heal;           /* run heal in the background (selfheal.c) */
     enum log_level log_level;
     struct fuse_args fargs;   /* owned: argv for fuse_session_new() */
 };
@@ -55,6 +56,12 @@ struct rfs_fs {
     bool unmounted;
     unsigned inflight;          /* requests not yet answered */
     struct notifier *notifier;  /* owned: kernel invalidations (notify.c) */
+    uv_process_t heal_proc;     /* background heal (selfheal.c) */
+    bool heal_running;          /* heal_proc is a live child */
+    uint64_t heal_last;         /* loop ms of the last start; 0: never */
+    bool heal_again;            /* asked again since the last start */
+    uv_timer_t heal_timer;      /* the next start, when asked too soon */
+    bool heal_timer_ok;         /* heal_timer initialised, not closed */
 };
 
 /* The notifier thread (notify.c): start once the session is mounted;
@@ -66,6 +73,14 @@ void fs_on_inval(const struct inval_event *ev, void *arg);
 /* Drop the kernel's cached pages and attributes of ino, soon (from the
  * notifier thread: safe while a request on it is in flight). */
 void fs_inval_inode(struct rfs_fs *fs, fuse_ino_t ino);
+
+/* volume_opts.on_heal_needed: run `replicafs heal` in the background,
+ * rate-limited (selfheal.c). */
+void fs_heal_needed(void *arg);
+/* Set up (once the loop runs the session); end a background heal still
+ * running and close the timer (stopping). */
+void fs_heal_init(struct rfs_fs *fs);
+void fs_heal_stop(struct rfs_fs *fs);
 
 /* The low-level operations (ops.c). */
 extern const struct fuse_lowlevel_ops rfs_ll_ops;

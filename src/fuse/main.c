@@ -129,6 +129,7 @@ void fs_stop(struct rfs_fs *fs, const char *why)
             fuse_session_unmount(fs->se);
     }
     fs->unmounted = true;
+    fs_heal_stop(fs); /* the loop ends once the child is reaped */
     fs_drop_inodes(fs);
     volume_close(fs->vol, NULL, NULL);
 }
@@ -175,6 +176,7 @@ static int fs_init(struct rfs_fs *fs, uv_loop_t *loop, struct mount_opts *o,
         .prefer_brick = o->prefer_brick,
         .read_only = o->read_only,
         .on_inval = fs_on_inval,
+        .on_heal_needed = fs_heal_needed,
         .arg = fs,
     };
     struct rfs_id root = RFS_ROOT_ID;
@@ -251,6 +253,7 @@ static int session_start(struct rfs_fs *fs, struct mount_opts *o)
         return rc;
     fs->poll.data = fs;
     fs->poll_started = true;
+    fs_heal_init(fs);
     rc = notifier_start(fs);
     if (rc < 0)
         log_warn("no kernel invalidations (%s): other mounts' changes show "

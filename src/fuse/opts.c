@@ -6,7 +6,7 @@
  * mount(8) runs /sbin/mount.replicafs this way for `mount -t replicafs` and
  * for fstab lines (it may add -n, -s, -v, which are accepted and ignored).
  * Each -o option is one of:
- *   ours         ping-timeout=S, prefer-brick=N, attr_timeout=S,
+ *   ours         ping-timeout=S, prefer-brick=N, self-heal, attr_timeout=S,
  *                entry_timeout=S, log=error|warn|info|debug
  *   FUSE's       allow_other, allow_root, default_permissions, auto_unmount,
  *                max_read=N, fsname=, subtype= (passed to libfuse)
@@ -127,6 +127,10 @@ static int take_opt(struct mount_opts *o, const char *opt, bool *fsname)
         o->prefer_brick = (unsigned)n;
         return 0;
     }
+    if (strcmp(opt, "self-heal") == 0) {
+        o->self_heal = true;
+        return 0;
+    }
     if (strncmp(opt, "log=", 4) == 0) {
         static const char *const lv[] = {"error", "warn", "info", "debug"};
 
@@ -173,7 +177,7 @@ static void usage(FILE *f)
             "[-d]\n"
             "  -f  stay in the foreground, log to stderr\n"
             "  -d  like -f, with debug logging\n"
-            "options: ping-timeout=SEC (5), prefer-brick=N, attr_timeout=SEC "
+            "options: ping-timeout=SEC (5), prefer-brick=N, self-heal, attr_timeout=SEC "
             "(ping-timeout),\n"
             "  entry_timeout=SEC (ping-timeout), log=LEVEL, allow_other, ro, "
             "default_permissions,\n"
