@@ -91,6 +91,7 @@ struct etxn {
     bmask_t locked[2];          /* per entry (invariant 2) */
     bmask_t part;               /* locked on all entries, then marked */
     bmask_t marked;
+    bmask_t stale;              /* MARK: blamed for a parent by a brick */
     bmask_t ok;                 /* did the change */
     bmask_t missed;
     unsigned seq_b, seq_e;      /* LOCK_SEQ cursor */
@@ -377,12 +378,29 @@ static void et_mark_done(struct fan *f)
     et_op(t);
 }
 
+/* The parents' markers, read under the entry locks: which bricks are
+ * stale for them (their refusals say nothing about the name). */
+static void et_mark_reply(struct fan *f, unsigned slot, int status,
+                          const void *rep)
+{
+    struct etxn *t = f->owner;
+    unsigned b = f->slot[slot].brick;
+    const struct xattrop_rep *xr = rep;
+
+    if (status < 0)
+        return;
+    for (unsigned i = 0; i < xr->npending && i < t->v->n; i++)
+        if (i != b && xr->pending[i] != 0)
+            t->stale |= BMASK(i);
+}
+
 static void et_mark(struct etxn *t)
 {
     struct volume *v = t->v;
 
     t->state = ET_MARK;
-    fan_begin(&t->fan, v, NULL, et_mark_done, t);
+    t->stale = 0;
+    fan_begin(&t->fan, v, et_mark_reply, et_mark_done, t);
     for (unsigned p = 0; p < t->npar; p++) {
         memset(&t->pxr[p], 0, sizeof(t->pxr[p]));
         t->pxr[p].id = t->par[p]->id;
@@ -420,10 +438,12 @@ static void et_op_done(struct fan *f)
         return;
     }
     if (bmask_count(t->ok) < v->quorum) {
-        /* Invariant 4. */
+        /* Invariant 4.  A stale brick's refusal (ENOENT for a name it
+         * never got) is not the answer: the change just cannot be made
+         * durable now. */
         log_warn("%s: done by only %u bricks; left for heal",
                  proto_op_name(t->ops->opcode), bmask_count(t->ok));
-        et_answer(t, vol_pick_error(v, t->st, t->part & ~t->ok));
+        et_answer(t, vol_pick_error(v, t->st, t->part & ~t->ok & ~t->stale));
         et_unlock(t);
         return;
     }
