@@ -11,7 +11,7 @@
 # bricks 1 or 3), and the mounts still read every acknowledged byte.
 # Finally `replicafs heal --wait` succeeds, every brick equals the mounts
 # (fo_verify), and no object on any brick carries pending or dirty counts.
-source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/lib.sh"
 heal_built || fail "replicafs heal is not built (this scenario needs it)"
 fo_start
 
