@@ -92,6 +92,10 @@ struct etxn {
     bmask_t part;               /* locked on all entries, then marked */
     bmask_t marked;
     bmask_t stale;              /* MARK: blamed for a parent by a brick */
+    bmask_t mark_enoent;        /* MARK: the parent is not there (yet) */
+    unsigned retries;           /* restarts after mark_enoent (ET_RETRIES) */
+    bool retry;                 /* unlocking to start over */
+    struct vdefer d;            /* the restart */
     bmask_t ok;                 /* did the change */
     bmask_t missed;
     unsigned seq_b, seq_e;      /* LOCK_SEQ cursor */
@@ -105,7 +109,10 @@ struct etxn {
     struct xattrop_req cxr;
 };
 
+#define ET_RETRIES 5 /* restarts when a parent is not everywhere yet */
+
 static void et_lock_seq(struct etxn *t);
+static void et_start(struct etxn *t);
 static void et_mark(struct etxn *t);
 static void et_post(struct etxn *t, bmask_t clear, bmask_t blame_on);
 static void et_unlock(struct etxn *t);
@@ -323,16 +330,38 @@ static void et_start(struct etxn *t)
     fan_end(&t->fan);
 }
 
+static void et_restart_cb(struct vdefer *d)
+{
+    struct etxn *t = vcontainer_of(d, struct etxn, d);
+
+    t->retry = false;
+    t->locked[0] = t->locked[1] = 0;
+    t->lock_fail = 0;
+    t->part = t->marked = t->stale = t->mark_enoent = 0;
+    if (vol_change_allowed(t->v) < 0) {
+        et_answer(t, -EROFS);
+        et_free(t);
+        return;
+    }
+    et_start(t);
+}
+
 static void et_unlock_done(struct fan *f)
 {
-    et_free(f->owner);
+    struct etxn *t = f->owner;
+
+    if (t->retry) {
+        vol_defer(t->v, &t->d, et_restart_cb);
+        return;
+    }
+    et_free(t);
 }
 
 static void et_unlock(struct etxn *t)
 {
     struct volume *v = t->v;
 
-    assert(t->answered);
+    assert(t->answered || t->retry);
     t->state = ET_UNLOCK;
     fan_begin(&t->fan, v, NULL, et_unlock_done, t);
     for (unsigned e = 0; e < t->nent; e++) {
@@ -364,8 +393,23 @@ static void et_op(struct etxn *t);
 static void et_mark_done(struct fan *f)
 {
     struct etxn *t = f->owner;
+    bmask_t unmarked = t->part & ~(fan_ok_mask(f) & t->part);
 
     t->marked = fan_ok_mask(f) & t->part;
+    if (bmask_count(t->marked) < t->v->quorum && unmarked &&
+        (unmarked & ~t->mark_enoent) == 0 && t->retries < ET_RETRIES) {
+        /* The parent is missing on some bricks: most likely another
+         * client's mkdir of it is still under way there (this one found
+         * it on a brick that was done).  Give everything back and start
+         * over, rather than fail a change a moment too early. */
+        t->retries++;
+        log_debug("%s: parent not on brick(s) %#x yet; retry %u",
+                  proto_op_name(t->ops->opcode), (unsigned)unmarked,
+                  t->retries);
+        t->retry = true;
+        et_post(t, t->marked, 0); /* clear, then unlock, then restart */
+        return;
+    }
     t->part = t->marked;
     if (bmask_count(t->part) < t->v->quorum) {
         log_warn("%s: only %u bricks marked, need %u",
@@ -387,6 +431,8 @@ static void et_mark_reply(struct fan *f, unsigned slot, int status,
     unsigned b = f->slot[slot].brick;
     const struct xattrop_rep *xr = rep;
 
+    if (status == -ENOENT || status == -ESTALE)
+        t->mark_enoent |= BMASK(b);
     if (status < 0)
         return;
     for (unsigned i = 0; i < xr->npending && i < t->v->n; i++)
