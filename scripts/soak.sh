@@ -14,8 +14,9 @@
 # not grow with the run.
 #
 # Env: RFS_BIN_DIR (default build-failover), RFS_SRC_DIR (default the repo),
-#      SOAK_SEED (random order of faults), SOAK_KEEP_GOING=1 (do not stop at
-#      the first cycle that lost something).
+#      SOAK_SEED (random order of faults), SOAK_SECONDS (workload per cycle,
+#      default 8; the fault comes 2 s in and lasts up to 4 s),
+#      SOAK_KEEP_GOING=1 (do not stop at the first cycle that lost something).
 # Usage: scripts/soak.sh --cycles N
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,7 +53,7 @@ for ((cycle = 1; cycle <= CYCLES; cycle++)); do
     b=$((RANDOM % 3 + 1))
     seen[$f]=$((${seen[$f]:-0} + 1))
     WL_LOGS=()
-    wl_start "c$cycle" 8 --thumb-set "c$cycle"
+    wl_start "c$cycle" "${SOAK_SECONDS:-8}" --thumb-set "c$cycle"
     sleep 2
     case $f in
     kill_brick) brick_kill "$b" KILL; sleep 4; t0=$(date +%s.%N); brick_start "$b" ;;
@@ -98,6 +99,7 @@ print($rec_total + $rec, max($rec_max, $rec), $heal_total + $ht, max($heal_max, 
     # Empty the volume for the next cycle (through a mount: more deletes).
     find "$T/m1" -mindepth 1 -maxdepth 1 -exec rm -rf {} + ||
         fail "cycle $cycle: emptying the volume through m1"
+    [ -z "$(ls -A "$T/m2")" ] || fail "cycle $cycle: m2 still lists $(ls -A "$T/m2" | head -n 3)"
 done
 cycles=$((cycle > CYCLES ? CYCLES : cycle))
 faults=""
