@@ -128,6 +128,12 @@ for i in (1, 2, 3):
           % (i, p, fid, md5, fid[:2], fid))
 EOF
     echo
+    # Fresh bricks say they may have missed something (they just started);
+    # one heal pass with all three up clears that, as heal --daemon would.
+    say "heal and status"
+    "$BUILD/replicafs" heal --volume "$STATE/demo.vol" | head -n 3
+    "$BUILD/replicafs" status --volume "$STATE/demo.vol"
+    echo
     say "the demo is running"
     cat <<EOF
   mount:    $MNT   (try: echo hi > $MNT/x; ls -l $STATE/brick*/x)
