@@ -19,5 +19,6 @@ int cmd_status(int argc, char **argv);
 int cmd_heal(int argc, char **argv);
 int cmd_splitbrain(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_rebuild(int argc, char **argv);
 
 #endif

@@ -44,6 +44,14 @@ struct leftover {
     size_t stale;       /* index entries of objects gone everywhere */
 };
 
+/* The bricks' suspect marks over a run (docs/heal.md, "Suspect bricks"). */
+struct suspects {
+    uint64_t gen[PROTO_MAX_BRICKS]; /* read at the start of the pass */
+    uint32_t read;                  /* bricks whose gen was read */
+    uint32_t clean;                 /* bricks known clean now */
+    uint32_t cleared;               /* bricks this run cleared */
+};
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -176,9 +184,13 @@ static int do_list(struct healer *h, bool json)
 }
 
 static void print_result(const struct heal_stats *st, const struct leftover *l,
+                         const struct suspects *su, unsigned nb,
                          unsigned down, unsigned passes, double secs,
                          bool json)
 {
+    unsigned cleared = (unsigned)__builtin_popcount(su->cleared);
+    unsigned suspect = nb - (unsigned)__builtin_popcount(su->clean);
+
     if (json) {
         printf("{\"objects\":%llu,\"healed\":%llu,\"entries_created\":%llu,"
                "\"entries_linked\":%llu,\"entries_removed\":%llu,"
@@ -186,7 +198,8 @@ static void print_result(const struct heal_stats *st, const struct leftover *l,
                "\"metadata\":%llu,"
                "\"split_brain\":%zu,\"failed\":%llu,\"deferred\":%llu,"
                "\"pending\":%zu,\"stale\":%zu,\"bricks_down\":%u,"
-               "\"passes\":%u,\"seconds\":%.3f}\n",
+               "\"passes\":%u,\"seconds\":%.3f,\"suspect_cleared\":%u,"
+               "\"suspect_left\":%u}\n",
                (unsigned long long)st->objects,
                (unsigned long long)st->healed,
                (unsigned long long)st->entries_created,
@@ -197,7 +210,7 @@ static void print_result(const struct heal_stats *st, const struct leftover *l,
                (unsigned long long)st->meta, l->split_brain,
                (unsigned long long)st->failed,
                (unsigned long long)st->deferred, l->pending, l->stale, down,
-               passes, secs);
+               passes, secs, cleared, suspect);
         return;
     }
     printf("healed %llu of %llu objects in %.2f s (%u passes)\n",
@@ -215,6 +228,8 @@ static void print_result(const struct heal_stats *st, const struct leftover *l,
     printf("  left:    %zu pending, %zu split-brain, %llu failed, "
            "%u bricks down\n",
            l->pending, l->split_brain, (unsigned long long)st->failed, down);
+    printf("  suspect: %u bricks cleared, %u still suspect\n", cleared,
+           suspect);
     if (l->stale)
         printf("  note:    %zu index entries name objects deleted "
                "everywhere (ignored)\n", l->stale);
@@ -303,6 +318,37 @@ static int parallel_pass(struct healer *h, const struct vol_config *vol,
     return rc;
 }
 
+/* Start of a pass: the generation of each up brick's suspect mark. */
+static void suspects_read(struct healer *h, struct suspects *su)
+{
+    (void)heal_suspect_read(h, su->gen, &su->read);
+    su->clean = 0;
+    for (unsigned b = 0; b < healer_nbricks(h); b++)
+        if ((su->read & (1u << b)) && su->gen[b] == 0)
+            su->clean |= 1u << b;
+}
+
+/*
+ * End of a pass: with every brick up (and read at the start), nothing left
+ * in any heal index and no failure in the pass, no brick can have missed a
+ * change that is not healed: clear each mark of the generation read at the
+ * start (one set since stays).  Otherwise the marks stay.
+ */
+static void suspects_settle(struct healer *h, struct suspects *su,
+                            const struct leftover *l, uint64_t failed)
+{
+    uint32_t all = (1u << healer_nbricks(h)) - 1, clean = 0;
+
+    if (healer_up_mask(h) != all || su->read != all || l->pending ||
+        l->split_brain || l->stale || failed)
+        return;
+    if (su->clean == all)
+        return; /* nothing to clear */
+    (void)heal_suspect_clear(h, all & ~su->clean, su->gen, &clean);
+    su->cleared |= clean & ~su->clean;
+    su->clean |= clean;
+}
+
 static int usage(FILE *f, int code)
 {
     fprintf(f,
@@ -348,10 +394,12 @@ int cmd_heal(int argc, char **argv)
     struct vol_config vol;
     struct heal_stats st = {0};
     struct leftover left = {0};
+    struct suspects su = {0};
     struct healer *h;
     char err[512];
     uv_loop_t loop;
     unsigned passes = 0, nb, down, jobs = 4;
+    bool was_parallel = false, settle_again = false, resettle;
     int c, rc, code;
 
     optind = 1;
@@ -404,8 +452,11 @@ int cmd_heal(int argc, char **argv)
     for (;;) {
         uint64_t before = st.healed + st.entries_created + st.entries_removed +
                           st.entries_linked;
+        uint64_t failed0 = st.failed;
 
-        if (jobs > 1 && (passes == 0 || left.pending > 200))
+        suspects_read(h, &su);
+        was_parallel = jobs > 1 && (passes == 0 || left.pending > 200);
+        if (was_parallel)
             rc = parallel_pass(h, &vol, full, jobs, &st);
         else
             rc = heal_pass(h, full, &st);
@@ -422,17 +473,27 @@ int cmd_heal(int argc, char **argv)
             goto out;
         }
         full = false; /* later passes follow the indices */
+        suspects_settle(h, &su, &left, st.failed - failed0);
+        /* The workers of a parallel pass are clients that went away: the
+         * bricks marked themselves suspect again after we read the marks.
+         * One more (cheap, index-driven) pass in this process settles
+         * them. */
+        resettle = was_parallel && su.clean != (1u << nb) - 1 &&
+                   left.pending == 0 && left.split_brain == 0 &&
+                   healer_up_mask(h) == (1u << nb) - 1;
         if (daemon) {
             if (before != st.healed + st.entries_created +
-                              st.entries_removed + st.entries_linked) {
-                print_result(&st, &left,
+                              st.entries_removed + st.entries_linked ||
+                su.cleared) {
+                print_result(&st, &left, &su, nb,
                              nb - (unsigned)__builtin_popcount(
                                       healer_up_mask(h)),
                              passes, now_s() - t0, json);
                 fflush(stdout);
                 memset(&st, 0, sizeof(st));
+                su.cleared = 0;
                 t0 = now_s();
-            } else {
+            } else if (!resettle) {
                 /* Nothing healed: wait until a brick comes or goes (only
                  * then can more be healed), or a minute, before the next
                  * look at the indices. */
@@ -444,8 +505,13 @@ int cmd_heal(int argc, char **argv)
             continue;
         }
         if (left.pending == 0 && left.split_brain == 0 &&
-            healer_up_mask(h) == (1u << nb) - 1)
+            healer_up_mask(h) == (1u << nb) - 1) {
+            if (resettle && !settle_again) {
+                settle_again = true;
+                continue;
+            }
             break;
+        }
         if (wait) {
             if (now_s() - t0 > timeout_s)
                 break;
@@ -460,7 +526,7 @@ int cmd_heal(int argc, char **argv)
             break;
     }
     down = nb - (unsigned)__builtin_popcount(healer_up_mask(h));
-    print_result(&st, &left, down, passes, now_s() - t0, json);
+    print_result(&st, &left, &su, nb, down, passes, now_s() - t0, json);
     code = left.pending || left.split_brain || down
                ? CLI_EXIT_DEGRADED
                : CLI_EXIT_OK;

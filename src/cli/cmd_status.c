@@ -2,7 +2,9 @@
  * replicafs status --volume FILE [--json] [--timeout MS]
  *
  * Connects to every brick at once, then asks each that answered for a ping
- * (round trip), statfs (free space) and the length of its heal index.  The
+ * (round trip), statfs (free space), the length of its heal index and
+ * whether it is suspect (it may have missed changes since its last clean
+ * heal: daemon/suspect.h; read with a zero XATTROP on the root).  The
  * volume is healthy when every brick is up and no heal index has entries,
  * degraded when a majority is up, read-only below that.
  */
@@ -27,6 +29,7 @@ struct brick_status {
     uint32_t version;
     struct statfs_rep fs;
     uint64_t heal_entries;
+    int suspect; /* 1 yes, 0 no, -1 unknown (a brick without the field) */
 };
 
 static uint64_t now_us(void)
@@ -104,6 +107,13 @@ static void probe(struct brick_status *b)
         rc = brick_call_sync(b->bc, OP_STATFS, &freq, &b->fs, NULL);
     if (rc == 0)
         rc = count_heal_entries(b->bc, &b->heal_entries);
+    if (rc == 0) {
+        struct xattrop_req xreq = {.id = RFS_ROOT_ID};
+        struct xattrop_rep xrep;
+
+        b->suspect = brick_call_sync(b->bc, OP_XATTROP, &xreq, &xrep, NULL)
+                         ? -1 : xrep.suspect != 0;
+    }
     if (rc < 0) {
         b->up = false;
         b->error = rc;
@@ -142,8 +152,8 @@ static void print_text(const struct vol_config *vol,
                        const struct brick_status *bs, const char *state)
 {
     printf("volume %s: %s (replica %u)\n", vol->name, state, vol->replica);
-    printf("%-6s %-22s %-5s %9s %5s %12s %10s\n", "brick", "address", "state",
-           "rtt", "proto", "free", "heal");
+    printf("%-6s %-22s %-5s %9s %5s %12s %10s %7s\n", "brick", "address",
+           "state", "rtt", "proto", "free", "heal", "suspect");
     for (unsigned i = 0; i < vol->nbricks; i++) {
         const struct brick_status *b = &bs[i];
         char addr[300];
@@ -155,10 +165,11 @@ static void print_text(const struct vol_config *vol,
                    strerror(-b->error));
             continue;
         }
-        printf("%-6u %-22s %-5s %6.2f ms %5u %9.1f GiB %10llu\n", i + 1, addr,
-               "up", b->rtt_us / 1000.0, b->version,
+        printf("%-6u %-22s %-5s %6.2f ms %5u %9.1f GiB %10llu %7s\n", i + 1,
+               addr, "up", b->rtt_us / 1000.0, b->version,
                (double)b->fs.bavail * b->fs.bsize / (1024.0 * 1024 * 1024),
-               (unsigned long long)b->heal_entries);
+               (unsigned long long)b->heal_entries,
+               b->suspect < 0 ? "?" : b->suspect ? "yes" : "no");
     }
 }
 
@@ -175,10 +186,11 @@ static void print_json(const struct vol_config *vol,
                b->up ? "true" : "false");
         if (b->up)
             printf(",\"rtt_us\":%llu,\"protocol\":%u,\"free_bytes\":%llu,"
-                   "\"heal_entries\":%llu",
+                   "\"heal_entries\":%llu,\"suspect\":%s",
                    (unsigned long long)b->rtt_us, b->version,
                    (unsigned long long)(b->fs.bavail * b->fs.bsize),
-                   (unsigned long long)b->heal_entries);
+                   (unsigned long long)b->heal_entries,
+                   b->suspect < 0 ? "null" : b->suspect ? "true" : "false");
         else
             printf(",\"error\":\"%s\"", strerror(-b->error));
         printf("}");

@@ -475,7 +475,8 @@ static void verify_dir(struct verify *v, const char *path,
             goto out;
         }
     }
-    qsort(l.e, l.n, sizeof(*l.e), ent_cmp);
+    if (l.n) /* l.e is NULL for an empty directory */
+        qsort(l.e, l.n, sizeof(*l.e), ent_cmp);
     for (size_t i = 0; i < l.n;) {
         struct view *cv = calloc(MAXB, sizeof(*cv)); /* recursion: heap */
         size_t j = i;

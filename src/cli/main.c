@@ -14,6 +14,7 @@ static const struct cli_cmd cmds[] = {
     {"heal", "heal what bricks missed (--list: the backlog)", cmd_heal},
     {"split-brain", "list or resolve files in split-brain", cmd_splitbrain},
     {"verify", "compare replicas: attrs and block checksums", cmd_verify},
+    {"rebuild", "refill a replaced, empty brick from the others", cmd_rebuild},
 };
 
 static void usage(FILE *f)

@@ -7,7 +7,11 @@
  *
  *   GETATTR (type) --> lock --> read markers --> heal_decide()
  *     --[split-brain]--> count, unlock
- *     --[no sink]------> clear stale dirty / index entry, unlock
+ *     --[no sink, dirty]-> dirty_vote(): the copies a majority of the
+ *                        volume's bricks agree on are the sources, the
+ *                        others sinks (then as below); no majority with
+ *                        every brick up: blame_all() makes it split-brain
+ *     --[no sink]------> clear stale index entry, unlock
  *     --[sinks]--------> dir: entry heal per sink, then metadata
  *                        other: data (regular files), then metadata
  *                    --> subtract what was read from the markers --> unlock
@@ -48,13 +52,17 @@
  * Invariants:
  *  1. No name or data is changed on a brick that no present brick's
  *     markers name as a sink, except with a forced source (split-brain
- *     resolve).
+ *     resolve) or, for a dirty object nobody blames, on a brick whose copy
+ *     differs from the one a majority of the volume's bricks holds.
  *  2. Markers are changed only by subtracting what was read under the lock
  *     (XATTROP deltas), so a count a client adds meanwhile is never lost.
  *  3. A pending counter is cleared only for sinks whose heal fully
  *     succeeded, and never for a brick that is down.
  *  4. New objects on a sink are marked pending on the sources before D's
  *     lock is dropped, so a crash of the healer loses nothing.
+ *  5. dirty is cleared only after the copies were found equal or brought
+ *     in line with a majority's (or turned into blame: split-brain); a
+ *     voted heal that failed or was deferred keeps it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -904,6 +912,132 @@ static unsigned first_bit(uint32_t m)
     return (unsigned)__builtin_ctz(m);
 }
 
+/* ---- dirty with nobody blamed: a vote ---- */
+
+static void fnv(uint64_t *hsh, const void *p, size_t len)
+{
+    const unsigned char *c = p;
+
+    for (size_t i = 0; i < len; i++) {
+        *hsh ^= c[i];
+        *hsh *= 0x100000001b3ull;
+    }
+}
+
+/* What a brick's copy of id is, folded into one number: type, mode,
+ * owner, and the content (a directory's names with ids and types, a
+ * file's size and block sums, a symlink's target).  Times are left out:
+ * they differ by nothing a reader can rely on.  0 or -errno. */
+static int vote_key(struct healer *h, unsigned b, const struct rfs_id *id,
+                    uint64_t *key)
+{
+    struct proto_attr a;
+    uint64_t k = 0xcbf29ce484222325ull;
+    int rc;
+
+    rc = getattr_on(h, b, id, &a);
+    if (rc < 0)
+        return rc;
+    fnv(&k, &a.mode, sizeof(a.mode));
+    fnv(&k, &a.uid, sizeof(a.uid));
+    fnv(&k, &a.gid, sizeof(a.gid));
+    if (S_ISDIR(a.mode)) {
+        struct hlist l;
+
+        rc = list_dir(h, b, id, &l);
+        if (rc < 0)
+            return rc;
+        for (size_t i = 0; i < l.n; i++) {
+            uint32_t t = l.e[i].a.mode & S_IFMT;
+
+            fnv(&k, l.e[i].name, strlen(l.e[i].name) + 1);
+            fnv(&k, &l.e[i].a.id, sizeof(l.e[i].a.id));
+            fnv(&k, &t, sizeof(t));
+        }
+        free(l.e);
+    } else if (S_ISREG(a.mode)) {
+        uint64_t off = 0;
+
+        fnv(&k, &a.size, sizeof(a.size));
+        while (off < a.size) {
+            uint64_t *sums = NULL;
+            uint32_t n = 0;
+
+            rc = sums_of(h, b, id, off, PROTO_CSUM_MAX_BLOCKS, &sums, &n);
+            if (rc < 0)
+                return rc;
+            fnv(&k, sums, (size_t)n * sizeof(*sums));
+            free(sums);
+            if (n == 0)
+                break;
+            off += (uint64_t)n * HEAL_CSUM_BLOCK;
+        }
+    } else if (S_ISLNK(a.mode)) {
+        struct readlink_req rl = {.id = *id};
+        struct readlink_rep *rep = malloc(sizeof(*rep));
+
+        if (!rep)
+            return -ENOMEM;
+        rc = call(h, b, OP_READLINK, &rl, rep, NULL);
+        if (rc == 0)
+            fnv(&k, rep->target, strlen(rep->target));
+        free(rep);
+        if (rc < 0)
+            return rc;
+    }
+    *key = k;
+    return 0;
+}
+
+/*
+ * An object some brick marked dirty, that nobody blames: a change that did
+ * not reach every brick (done by a minority, or cut off mid-way) and left
+ * no record of who has it.  Compare the copies of the present bricks and
+ * take the version a majority of the volume's bricks (n/2 + 1) holds as
+ * the source.  Returns 0 with *src (the majority) and *snk (present bricks
+ * that differ) set; 1 when every brick is up and there is no majority
+ * (split-brain); 2 when it cannot be decided now (a brick down could tip
+ * it, or most bricks lack the object: its parent's heal decides); -errno.
+ */
+static int dirty_vote(struct healer *h, const struct rfs_id *id,
+                      uint32_t present, uint32_t *src, uint32_t *snk)
+{
+    uint64_t key[PROTO_MAX_BRICKS];
+    uint32_t all = (1u << h->n) - 1, best = 0;
+    unsigned quorum = h->n / 2 + 1;
+
+    for (unsigned b = 0; b < h->n; b++) {
+        int rc;
+
+        if (!(present & (1u << b)))
+            continue;
+        rc = vote_key(h, b, id, &key[b]);
+        if (rc == -ENOENT)
+            present &= ~(1u << b);
+        else if (rc < 0)
+            return rc;
+    }
+    if ((unsigned)__builtin_popcount(all & ~present) >= quorum)
+        return 2; /* most bricks lack it: the parent's heal decides */
+    for (unsigned b = 0; b < h->n; b++) {
+        uint32_t same = 0;
+
+        if (!(present & (1u << b)))
+            continue;
+        for (unsigned x = 0; x < h->n; x++)
+            if ((present & (1u << x)) && key[x] == key[b])
+                same |= 1u << x;
+        if (__builtin_popcount(same) > __builtin_popcount(best))
+            best = same;
+    }
+    if ((unsigned)__builtin_popcount(best) >= quorum) {
+        *src = best;
+        *snk = present & ~best;
+        return 0;
+    }
+    return healer_up_mask(h) == all ? 1 : 2;
+}
+
 /* Which brick the object's type is taken from, and the type. */
 static int find_obj(struct healer *h, const struct rfs_id *id, uint32_t prefer,
                     struct proto_attr *a)
@@ -923,6 +1057,27 @@ static int find_obj(struct healer *h, const struct rfs_id *id, uint32_t prefer,
     return rc == -ENOTCONN ? -ENOENT : rc;
 }
 
+/* Dirty, nobody blamed and no majority: every present brick blames every
+ * other, so the object is split-brain (listed by `split-brain list`, fixed
+ * by `split-brain resolve`), and dirty goes: it is said by the blame now. */
+static void blame_all(struct healer *h, const struct rfs_id *id,
+                      const struct heal_marks *m)
+{
+    int64_t dd[PROTO_MAX_BRICKS] = {0};
+    int64_t deltas[PROTO_MAX_BRICKS][PROTO_MAX_BRICKS];
+
+    memset(deltas, 0, sizeof(deltas));
+    for (unsigned b = 0; b < h->n; b++) {
+        if (!(m->present & (1u << b)))
+            continue;
+        dd[b] = -m->dirty[b];
+        for (unsigned x = 0; x < h->n; x++)
+            if (x != b && (m->present & (1u << x)) && m->pend[b][x] <= 0)
+                deltas[b][x] = 1 - m->pend[b][x];
+    }
+    marks_all(h, m->present, id, dd, deltas, NULL);
+}
+
 /*
  * Heal object id.  With force_src (1-based; 0: none) the markers are
  * overruled: that brick is the only source and every other present brick a
@@ -938,7 +1093,7 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
     struct heal_marks m;
     struct heal_verdict v;
     uint32_t healed = 0, lockmask;
-    bool dir, deferred = false, failed = false;
+    bool dir, deferred = false, failed = false, voted = false;
     unsigned s;
     int rc;
 
@@ -1007,6 +1162,28 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
         rc = 1;
         goto out_unlock;
     }
+    if (!force_src && !v.sinks && v.dirty) {
+        uint32_t src = 0, snk = 0;
+
+        rc = dirty_vote(h, id, m.present, &src, &snk);
+        if (rc == 1) { /* no majority: make it a split-brain */
+            blame_all(h, id, &m);
+            st->split_brain++;
+            goto out_unlock;
+        }
+        if (rc == 2) { /* keep dirty: decided later */
+            st->deferred++;
+            goto out_unlock;
+        }
+        if (rc < 0) {
+            st->failed++;
+            rc = -EIO;
+            goto out_unlock;
+        }
+        v.sources = src;
+        v.sinks = snk;
+        voted = true;
+    }
     if (v.sinks) {
         s = first_bit(v.sources);
         rc = getattr_on(h, s, id, &sa);
@@ -1058,18 +1235,21 @@ clear:
 
         memset(deltas, 0, sizeof(deltas));
         for (unsigned b = 0; b < h->n; b++) {
-            bool any = m.dirty[b] != 0, all_zero = m.dirty[b] == 0;
+            bool any, all_zero = m.dirty[b] == 0;
 
             if (!(m.present & (1u << b)))
                 continue;
             for (unsigned x = 0; x < h->n; x++) {
                 all_zero &= m.pend[b][x] == 0;
-                if ((synced & (1u << x)) || x == b) {
+                if ((synced & (1u << x)) || x == b)
                     deltas[b][x] = -m.pend[b][x];
-                    any |= deltas[b][x] != 0;
-                }
             }
-            dd[b] = -m.dirty[b];
+            /* A voted heal that did not finish keeps dirty: it is all that
+             * says the copies may differ. */
+            dd[b] = voted && (failed || deferred) ? 0 : -m.dirty[b];
+            any = dd[b] != 0;
+            for (unsigned x = 0; x < h->n; x++)
+                any |= deltas[b][x] != 0;
             if (any)
                 wmask |= 1u << b;
             else if (all_zero && (idxm & (1u << b)))
@@ -1276,6 +1456,50 @@ out:
     return rc;
 }
 
+/* ---- suspect marks ---- */
+
+int heal_suspect_read(struct healer *h, uint64_t *gen, uint32_t *read)
+{
+    *read = 0;
+    for (unsigned b = 0; b < h->n; b++) {
+        struct xattrop_req req = {.id = RFS_ROOT_ID, .npending = h->n};
+        struct xattrop_rep rep;
+
+        gen[b] = 0;
+        if (call(h, b, OP_XATTROP, &req, &rep, NULL) < 0)
+            continue;
+        gen[b] = rep.suspect;
+        *read |= 1u << b;
+    }
+    return *read ? 0 : -ENOTCONN;
+}
+
+int heal_suspect_clear(struct healer *h, uint32_t mask, const uint64_t *gen,
+                       uint32_t *cleared)
+{
+    int rc = 0;
+
+    *cleared = 0;
+    for (unsigned b = 0; b < h->n; b++) {
+        /* Zero deltas: the markers of the root are only read. */
+        struct xattrop_req req = {.id = RFS_ROOT_ID, .npending = h->n,
+                                  .clear_suspect = gen[b]};
+        struct xattrop_rep rep;
+        int r;
+
+        if (!(mask & (1u << b)))
+            continue;
+        r = call(h, b, OP_XATTROP, &req, &rep, NULL);
+        if (r < 0) {
+            rc = r;
+            continue;
+        }
+        if (rep.suspect == 0)
+            *cleared |= 1u << b;
+    }
+    return rc;
+}
+
 /* ---- paths ---- */
 
 int heal_lookup_path(struct healer *h, unsigned b, const char *path,
@@ -1424,4 +1648,35 @@ int heal_resolve(struct healer *h, const struct rfs_id *id, enum heal_pick pick,
     }
     h->work.n = 0;
     return rc == 2 ? -EAGAIN : 0;
+}
+
+/* ---- rebuild support (src/client/rebuild.c, helper R) ---- */
+
+int heal_call(struct healer *h, unsigned b, uint16_t op, const void *req,
+              void *rep, void **frame)
+{
+    return call(h, b, op, req, rep, frame);
+}
+
+int heal_object(struct healer *h, const struct rfs_id *id,
+                struct rfs_id **made, size_t *nmade, struct heal_stats *st)
+{
+    int rc;
+
+    *made = NULL;
+    *nmade = 0;
+    h->work.n = 0;
+    h->full = false;
+    rc = heal_one(h, id, 0, st);
+    if (h->work.n) {
+        *made = malloc(h->work.n * sizeof(**made));
+        if (*made) {
+            memcpy(*made, h->work.v, h->work.n * sizeof(**made));
+            *nmade = h->work.n;
+        } else if (rc >= 0) {
+            rc = -ENOMEM; /* they stay marked: the next run heals them */
+        }
+    }
+    h->work.n = 0;
+    return rc;
 }

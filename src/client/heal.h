@@ -101,6 +101,19 @@ int heal_pass(struct healer *h, bool full, struct heal_stats *st);
 void heal_set_split(struct healer *h, bool dirs_only, unsigned nparts,
                     unsigned part);
 
+/*
+ * The bricks' suspect marks (daemon/suspect.h; docs/heal.md, "Suspect
+ * bricks").  heal_suspect_read() reads the generation of every up brick
+ * (zero XATTROP on the root: the reply's `suspect`); gen[b] = 0 when brick
+ * b is clean, and *read gets the bricks that answered.  heal_suspect_clear()
+ * asks each brick of mask to clear its mark if it is still gen[b] (a later
+ * event keeps it); *cleared gets the bricks clean afterwards.  Only call it
+ * when every brick is up and the run left nothing to heal.  0 or -errno.
+ */
+int heal_suspect_read(struct healer *h, uint64_t *gen, uint32_t *read);
+int heal_suspect_clear(struct healer *h, uint32_t mask, const uint64_t *gen,
+                       uint32_t *cleared);
+
 /* Object state as `heal --list` and `split-brain list` show it. */
 struct heal_item {
     struct rfs_id id;
@@ -145,5 +158,21 @@ enum heal_pick {
  */
 int heal_resolve(struct healer *h, const struct rfs_id *id, enum heal_pick pick,
                  unsigned brick, unsigned *chosen, struct heal_stats *st);
+
+/* ---- rebuild support (src/client/rebuild.c) ---- */
+
+/* One request to brick b (0-based) on the healer's connection, run to
+ * completion (brick_call_sync()).  0 or -errno (-ENOTCONN: brick down). */
+int heal_call(struct healer *h, unsigned b, uint16_t op, const void *req,
+              void *rep, void **frame);
+
+/*
+ * Heal one object as a pass would (its markers decide).  *made gets the
+ * ids entry heal made on sinks (malloc'ed, free(); NULL when none): they
+ * are marked pending and need a heal_object() of their own.  Returns
+ * 0, 1 (split-brain), 2 (deferred), -ENOENT (gone everywhere), -errno.
+ */
+int heal_object(struct healer *h, const struct rfs_id *id,
+                struct rfs_id **made, size_t *nmade, struct heal_stats *st);
 
 #endif

@@ -14,15 +14,61 @@
  *  3. markers.c orders index updates around the marker writes so that after
  *     a crash the index is a superset of the objects with nonzero markers
  *     (add before markers become nonzero, del after they are zero).
+ *  4. An entry whose id resolves nowhere (no ids/ link, no orphans/ link,
+ *     and not the root) names an object deleted for good: nothing can ever
+ *     address it to clear its markers.  Listing drops it (skipped and
+ *     unlinked), and so does the count at startup.  ops_ns.c removes the
+ *     entry itself when it removes the ids/ link; this catches what that
+ *     cannot (an orphan reaped later, a crash between the two unlinks, a
+ *     brick from before).  An object's ids/ link exists before anything
+ *     can mark it, so a live object is never dropped.  Entries dropped by
+ *     a listing (on a pool thread) are not taken off `count` (the loop
+ *     thread's): it is high by them until the next start.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/id.h"
 #include "dents.h"
 #include "healidx.h"
 #include "list.h"
+
+/* Invariant 4: does the entry `hex` (a valid id) still name an object?
+ * heal/ , ids/ and orphans/ are siblings in .replicafs.  Any error other
+ * than ENOENT counts as "yes": only a sure answer drops an entry. */
+static bool entry_live(int heal_fd, const char *hex, const struct rfs_id *id)
+{
+    char path[16 + 2 * RFS_ID_HEX_LEN];
+    struct stat sb;
+
+    if (rfs_id_is_root(id))
+        return true;
+    snprintf(path, sizeof(path), "../ids/%.2s/%s", hex, hex);
+    if (fstatat(heal_fd, path, &sb, AT_SYMLINK_NOFOLLOW) == 0 ||
+        errno != ENOENT)
+        return true;
+    snprintf(path, sizeof(path), "../orphans/%s", hex);
+    if (fstatat(heal_fd, path, &sb, AT_SYMLINK_NOFOLLOW) == 0 ||
+        errno != ENOENT)
+        return true;
+    return false;
+}
+
+/* Invariant 4: unlink a dead entry; true if it is gone. */
+static bool drop_dead(int heal_fd, const char *name)
+{
+    struct rfs_id id;
+
+    if (strlen(name) != RFS_ID_HEX_LEN || rfs_id_from_hex(name, &id) < 0 ||
+        entry_live(heal_fd, name, &id))
+        return false;
+    return unlinkat(heal_fd, name, 0) == 0 || errno == ENOENT;
+}
 
 int healidx_init(struct healidx *h, struct store *st)
 {
@@ -36,7 +82,7 @@ int healidx_init(struct healidx *h, struct store *st)
     if (rc < 0)
         return rc;
     while ((rc = dents_next(&d, &de)) > 0)
-        if (!dents_is_dot(de->d_name))
+        if (!dents_is_dot(de->d_name) && !drop_dead(st->heal_fd, de->d_name))
             h->count++;
     dents_close(&d);
     return rc;
@@ -109,6 +155,10 @@ int healidx_list(int heal_fd, uint64_t cookie, uint32_t max, uint8_t *out,
         if (strlen(de->d_name) != RFS_ID_HEX_LEN ||
             rfs_id_from_hex(de->d_name, &id) < 0)
             continue;
+        if (!entry_live(heal_fd, de->d_name, &id)) { /* invariant 4 */
+            (void)unlinkat(heal_fd, de->d_name, 0);
+            continue;
+        }
         proto_id_put(out + 16 * n, &id);
         n++;
     }

@@ -12,6 +12,12 @@
  *  4. An object some connection has OPEN (pinned, pins.c) keeps working
  *     after rule 1 applies: its ids/ link moves to orphans/ instead of
  *     going, and it stays in the id cache until the last RELEASE.
+ *  5. When the ids/ entry goes (rules 1, 2), the object's heal index entry
+ *     (.replicafs/heal/<id>) goes too, after it: nothing can address the
+ *     id any more, so nothing could ever clear its markers.  An orphan
+ *     keeps its entry (it can still be written); HEAL_LIST drops the entry
+ *     of an id that resolves nowhere (healidx.c), which covers an orphan
+ *     once it is reaped, and a crash between the two unlinks.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -126,6 +132,7 @@ struct idsdrop {
     mode_t type;
     int fd;                      /* borrowed: the object's open fd */
     idsdrop_cb cb;
+    struct healidx_op hop;       /* rule 5 */
     char idpath[IDS_PATH_LEN];
     struct statx stx;
 };
@@ -136,22 +143,41 @@ static struct obj *cached(struct server *srv, const struct rfs_id *id)
     return ids_find(&srv->ids, id);
 }
 
+static void idsdrop_unindexed_cb(struct healidx_op *hop, int status)
+{
+    struct idsdrop *d = container_of(hop, struct idsdrop, hop);
+    char hex[RFS_ID_HEX_LEN + 1];
+
+    if (status < 0) { /* HEAL_LIST drops it later (rule 5) */
+        rfs_id_to_hex(&d->id, hex);
+        log_warn("heal index: cannot remove %s: %s", hex, strerror(-status));
+    }
+    d->cb(d);
+}
+
 static void idsdrop_unlink_cb(struct store_op *sop, int res)
 {
     struct idsdrop *d = container_of(sop, struct idsdrop, sop);
     struct server *srv = d->srv;
     struct obj *o = d->type == S_IFDIR ? NULL : cached(srv, &d->id);
+    bool orphan;
 
     if (res < 0 && res != -ENOENT)
         log_warn("ids: cannot remove %s: %s", d->idpath, strerror(-res));
     /* Rule 4: an OPEN that came in while the unlink ran; no link left. */
-    if (!pins_orphan(srv, o, false, NULL, NULL)) {
+    orphan = pins_orphan(srv, o, false, NULL, NULL);
+    if (!orphan) {
         ids_forget_id(&srv->ids, &d->id);
         if (d->type != S_IFDIR)
             csum_forget(srv, &d->id);
     }
     if (o)
         ids_put(&srv->ids, o);
+    /* Rule 5; an empty index (the usual case) costs nothing. */
+    if (!orphan && (res == 0 || res == -ENOENT) && srv->heal.count) {
+        healidx_del(&srv->heal, &d->hop, &d->id, idsdrop_unindexed_cb);
+        return;
+    }
     d->cb(d);
 }
 

@@ -6,8 +6,8 @@
                                 symlink targets, file mtimes (to the
                                 second); prints the differences
   heal_check.py clean T N       no replication marker is nonzero anywhere
-                                and every heal index entry names an object
-                                that no longer exists on that brick
+                                and every heal index is empty (the brick
+                                drops the entry of a deleted object)
   heal_check.py setpend PATH I,J,...   set trusted.rfs.pending by hand
   heal_check.py marks PATH      print dirty and pending of one object
   heal_check.py idhex PATH      the object's id as the heal index names it
@@ -108,9 +108,9 @@ def clean(t, n):
         heal = os.path.join(root, ".replicafs/heal")
         for hx in os.listdir(heal):
             idp = os.path.join(root, ".replicafs/ids", hx[:2], hx)
-            if os.path.lexists(idp):
-                print("brick %d: heal index holds live object %s" % (i, hx))
-                bad += 1
+            print("brick %d: heal index holds %s object %s"
+                  % (i, "live" if os.path.lexists(idp) else "deleted", hx))
+            bad += 1
     return bad == 0
 
 

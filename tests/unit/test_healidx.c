@@ -65,9 +65,39 @@ static void run_until(struct done *d)
         uv_run(&loop, UV_RUN_ONCE);
 }
 
+/* Give id an object: an ids/ entry (a plain file will do), so that the
+ * index keeps it (healidx.c, invariant 4). */
+static void make_obj(const struct rfs_id *id, const char *where)
+{
+    char hex[33], p[400];
+    FILE *f;
+
+    rfs_id_to_hex(id, hex);
+    if (!strcmp(where, "ids"))
+        snprintf(p, sizeof(p), "%s/.replicafs/ids/%.2s/%s", dir, hex, hex);
+    else
+        snprintf(p, sizeof(p), "%s/.replicafs/%s/%s", dir, where, hex);
+    f = fopen(p, "w");
+    cr_assert_not_null(f, "%s", p);
+    fclose(f);
+}
+
+/* Index id without giving it an object. */
+static void add_bare(const struct rfs_id *id)
+{
+    struct done d = {0};
+
+    healidx_add(&h, &d.op, id, done_cb);
+    cr_assert_eq(d.calls, 0, "never called from inside the prep");
+    run_until(&d);
+    cr_assert_eq(d.status, 0);
+}
+
 static void add(const struct rfs_id *id)
 {
     struct done d = {0};
+
+    make_obj(id, "ids");
 
     healidx_add(&h, &d.op, id, done_cb);
     cr_assert_eq(d.calls, 0, "never called from inside the prep");
@@ -170,4 +200,40 @@ Test(healidx, list_pages_through_everything_once)
     }
     cr_assert(eof);
     cr_assert_eq(total, 40);
+}
+
+Test(healidx, entries_of_ids_that_resolve_nowhere_are_dropped)
+{
+    struct rfs_id live = {7, 7}, dead = {8, 8}, orphan = {9, 9};
+    struct rfs_id dead2 = {10, 10};
+    uint8_t out[16 * 8];
+    uint64_t next;
+    uint32_t count;
+    bool eof, seen_live = false, seen_orphan = false, seen_root = false;
+    struct healidx h2;
+
+    add(&live);
+    add_bare(&dead);
+    add_bare(&orphan);
+    make_obj(&orphan, "orphans");
+    add_bare(&RFS_ROOT_ID); /* the root has no ids/ entry: kept */
+    cr_assert_eq(healidx_list(st.heal_fd, 0, 8, out, &count, &next, &eof), 0);
+    cr_assert(eof);
+    for (uint32_t k = 0; k < count; k++) {
+        struct rfs_id id;
+
+        proto_id_get(out + 16 * k, &id);
+        cr_assert_not(rfs_id_eq(&id, &dead), "a dead entry is not listed");
+        seen_live |= rfs_id_eq(&id, &live);
+        seen_orphan |= rfs_id_eq(&id, &orphan);
+        seen_root |= rfs_id_eq(&id, &RFS_ROOT_ID);
+    }
+    cr_assert(seen_live && seen_orphan && seen_root);
+    cr_assert_eq(count, 3);
+    cr_assert_not(present(&dead), "and it is unlinked");
+    /* at start, too */
+    add_bare(&dead2);
+    cr_assert_eq(healidx_init(&h2, &st), 0);
+    cr_assert_eq(h2.count, 3);
+    cr_assert_not(present(&dead2));
 }

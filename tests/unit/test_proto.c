@@ -374,7 +374,7 @@ static void fill_samples(void)
     fill_raw(csum_bytes, sizeof(csum_bytes));
     set_bytes(&m_checksum_rep.sums, csum_bytes, sizeof(csum_bytes));
     fill_id(&m_inval_event.id);
-    m_inval_event.what = INVAL_ATTR | INVAL_DATA | INVAL_ENTRY;
+    m_inval_event.what = INVAL_ATTR | INVAL_DATA | INVAL_ENTRY | INVAL_MARKERS;
     fill_id(&m_inval_event.parent);
     strcpy(m_inval_event.name, "inval-name");
 }
@@ -1032,7 +1032,7 @@ Test(proto, u32_limits)
     LIMIT(OP_HELLO, PROTO_REPLY, m_hello_rep, hello_rep, brick, 8, 0);
     LIMIT(OP_HELLO, PROTO_REPLY, m_hello_rep, hello_rep, brick, 8,
           PROTO_MAX_BRICKS + 1);
-    LIMIT(OP_INVAL, PROTO_EVENT, m_inval_event, inval_event, what, 16, 8);
+    LIMIT(OP_INVAL, PROTO_EVENT, m_inval_event, inval_event, what, 16, 16);
     LIMIT(OP_READDIR, PROTO_REPLY, m_readdir_rep, readdir_rep, eof, 4 + 8, 2);
     LIMIT(OP_READDIR, PROTO_REPLY, m_readdir_rep, readdir_rep, count, 4 + 12, 4);
     LIMIT(OP_READDIR, PROTO_REPLY, m_readdir_rep, readdir_rep, count, 4 + 12, 6);
