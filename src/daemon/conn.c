@@ -102,8 +102,10 @@ static void begin_close(struct conn *c)
     if (was == CONN_READY || was == CONN_DRAINING) {
         lockmgr_conn_gone(&c->srv->locks, c);
         pins_drop_all(c->srv, &c->pins); /* as if every OPEN was RELEASEd */
-        /* That client may go on changing things on the other bricks. */
-        if (!c->fake && !c->srv->stopping)
+        /* That client may go on changing things on the other bricks.  One
+         * that never changed anything here (status, verify, a reader) or
+         * that cleared the mark as its last change (heal) is no sign. */
+        if (!c->fake && !c->srv->stopping && c->changed)
             suspect_mark(c->srv, "lost a client");
     }
 }

@@ -33,6 +33,10 @@ struct conn {
     uint64_t cid;              /* for logs */
     enum conn_state state;
     bool fake;                 /* no socket (fuzzing): replies are dropped */
+    /* This client changed something here (or locked) since it last
+     * cleared the suspect mark: losing it may mean it goes on changing
+     * things elsewhere (suspect.h). */
+    bool changed;
     bool reading;              /* uv_read_start() in effect */
     bool handle_closed;        /* close cb ran (or fake) */
     bool in_feed;              /* processing frames: no free under us */

@@ -5,6 +5,7 @@
  */
 #include <stddef.h>
 
+#include "conn.h"
 #include "ops.h"
 #include "req.h"
 
@@ -31,7 +32,32 @@ int dispatch_known(uint16_t op)
     return op < OP__MAX && handlers[op] != NULL;
 }
 
+/* Requests that change this brick's state for the volume. */
+static bool is_change(const struct req *r)
+{
+    switch (r->hdr.op) {
+    case OP_SETATTR: case OP_MKDIR: case OP_CREATE: case OP_MKNOD:
+    case OP_SYMLINK: case OP_LINK: case OP_UNLINK: case OP_RMDIR:
+    case OP_RENAME: case OP_WRITE: case OP_INODELK: case OP_ENTRYLK:
+        return true;
+    case OP_XATTROP: {
+        const struct xattrop_req *m = REQ_MSG(r, xattrop_req);
+
+        if (m->dirty)
+            return true;
+        for (uint32_t i = 0; i < m->npending; i++)
+            if (m->pending[i])
+                return true;
+        return false;
+    }
+    default:
+        return false;
+    }
+}
+
 void dispatch(struct req *r)
 {
+    if (is_change(r))
+        r->c->changed = true;
     handlers[r->hdr.op](r); /* conn.c checked dispatch_known() */
 }

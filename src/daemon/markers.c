@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "common/id.h"
+#include "conn.h"
 #include "healidx.h"
 #include "ops.h"
 
@@ -93,8 +94,11 @@ static void xop_finish(struct xop *x, int rc)
     struct list *next;
 
     memcpy(rep.pending, x->pend, sizeof(rep.pending));
-    if (rc == 0 && m->clear_suspect && rfs_id_is_root(&o->id))
-        suspect_clear(srv, m->clear_suspect);
+    if (rc == 0 && m->clear_suspect && rfs_id_is_root(&o->id) &&
+        suspect_clear(srv, m->clear_suspect))
+        /* The healer vouches for everything up to now, its own changes
+         * included: its leaving is no sign any more. */
+        x->r->c->changed = false;
     if (rc == 0 && pending_delta(m))
         /* Other clients cache who is blamed for this object: a read they
          * sent to a brick now blamed would return old bytes. */

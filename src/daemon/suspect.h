@@ -5,7 +5,8 @@
  * bricks record them (pending markers).  With a quorum up that is enough;
  * with one brick left, its own word is all there is.  So the brick keeps a
  * "suspect" mark of its own, set whenever it may have missed a change
- * (it started, it lost a client's connection, a change failed here), and
+ * (it started, it lost a client that had changed something here, a change
+ * failed here), and
  * cleared only by a heal that, with every brick up, found nothing pending
  * for it.  Clients refuse a lone suspect brick's word (docs/reliability.md,
  * rule 7).

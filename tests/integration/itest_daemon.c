@@ -998,8 +998,16 @@ Test(daemon, suspect_mark_set_by_start_and_lost_client_cleared_by_generation)
     cr_assert_eq(getxattr(bp(""), "trusted.rfs.suspect", disk, sizeof(disk)),
                  16);
     cr_assert_eq(disk[0] | disk[1] | disk[2] | disk[7], 0);
-    /* Losing a client: that client may change things elsewhere. */
+    /* Losing a client that only read (status, verify): no sign. */
     other = itest_connect(V, 1);
+    cr_assert_eq(suspect_gen(other, 0), 0);
+    itest_disconnect(V, other);
+    run_ms(200);
+    cr_assert_eq(suspect_gen(BC, 0), 0, "a reader's leaving made it suspect");
+    /* Losing a client that changed something: it may go on changing
+     * things elsewhere. */
+    other = itest_connect(V, 1);
+    IT_OK(it_create(other, &ROOT, "by-other", 0, NULL, NULL));
     itest_disconnect(V, other);
     run_ms(200);
     g2 = suspect_gen(BC, 0);
@@ -1007,8 +1015,14 @@ Test(daemon, suspect_mark_set_by_start_and_lost_client_cleared_by_generation)
     cr_assert_gt(g2, g, "generations must grow");
     /* A clear with the old generation cannot undo the new mark. */
     cr_assert_eq(suspect_gen(BC, g), g2);
+    /* A healer that clears the mark after its changes leaves no mark. */
+    other = itest_connect(V, 1);
+    IT_OK(it_create(other, &ROOT, "by-healer", 0, NULL, NULL));
+    cr_assert_eq(suspect_gen(other, g2), 0);
+    itest_disconnect(V, other);
+    run_ms(200);
+    cr_assert_eq(suspect_gen(BC, 0), 0, "the healer's leaving made it suspect");
     /* A restart marks it again, with a newer generation. */
-    cr_assert_eq(suspect_gen(BC, g2), 0);
     itest_brick_restart(V, 1);
     IT_OK(itest_relink(V, BC, 10000));
     cr_assert_gt(suspect_gen(BC, 0), g2);
