@@ -44,6 +44,21 @@ since() { python3 -c "import time; print('%.2f' % (time.time() - $1))"; }
 # field NAME FILE: the number after NAME in verify's summary line
 field() { sed -n "s/.*[ ,(]$1 \([0-9]*\).*/\1/p" "$2" | tail -n 1; }
 
+# seen_all: in both mounts' logs every brick came up more often than it
+# went down, i.e. each mount is connected to every brick again, so the next
+# fault never meets a mount still reconnecting after the last one.
+seen_all() {
+    local m i up down
+    for m in m1 m2; do
+        for i in 1 2 3; do
+            up=$(grep -c "brick $i .* is up" "$T/$m.log" || true)
+            down=$(grep -c "brick $i .* is down" "$T/$m.log" || true)
+            [ "$up" -gt "$down" ] || return 1
+        done
+    done
+}
+heal_wait() { "$RFS_BIN_DIR/replicafs" heal --wait --timeout 120 --volume "$VOL" >"$1" 2>&1; }
+
 fo_start
 acked=0 lost=0 replicas=0 healfail=0 cycle=0
 rec_total=0 rec_max=0 heal_total=0 heal_max=0
@@ -64,14 +79,14 @@ for ((cycle = 1; cycle <= CYCLES; cycle++)); do
         brick_kill "$b" KILL; brick_kill "$o" KILL; sleep 3
         t0=$(date +%s.%N); brick_start "$b"; brick_start "$o" ;;
     esac
+    wait_for 60 seen_all || fail "cycle $cycle: the mounts did not see every brick back"
     wait_for 60 write_ok m1 && wait_for 60 write_ok m2 ||
         fail "cycle $cycle: no write through the mounts 60 s after the fault ended"
     rec=$(since "$t0")
     wl_wait "c$cycle" || true
     acked=$((acked + $(wl_acked "c$cycle")))
     h0=$(date +%s.%N)
-    if ! "$RFS_BIN_DIR/replicafs" heal --wait --timeout 120 --volume "$VOL" \
-        >"$T/heal-$cycle.log" 2>&1; then
+    if ! heal_wait "$T/heal-$cycle.log"; then
         healfail=$((healfail + 1))
         log "cycle $cycle: heal --wait failed: $(tail -n 2 "$T/heal-$cycle.log" | tr '\n' ' ')"
     fi
@@ -100,6 +115,8 @@ print($rec_total + $rec, max($rec_max, $rec), $heal_total + $ht, max($heal_max, 
     find "$T/m1" -mindepth 1 -maxdepth 1 -exec rm -rf {} + ||
         fail "cycle $cycle: emptying the volume through m1"
     [ -z "$(ls -A "$T/m2")" ] || fail "cycle $cycle: m2 still lists $(ls -A "$T/m2" | head -n 3)"
+    heal_wait "$T/heal-$cycle-empty.log" ||
+        fail "cycle $cycle: heal after emptying: $(tail -n 2 "$T/heal-$cycle-empty.log")"
 done
 cycles=$((cycle > CYCLES ? CYCLES : cycle))
 faults=""
