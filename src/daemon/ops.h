@@ -123,6 +123,9 @@ void csum_write_end(struct server *srv, struct obj *o);
 void csum_forget(struct server *srv, const struct rfs_id *id);
 
 /* INVAL events to the other clients after a change (server.c). */
+/* Is some MKDIR/CREATE/... of this brick making a name in dir right now
+ * (ops_create.c invariant 4)? */
+bool ops_creating_in(struct server *srv, const struct rfs_id *dir);
 void server_inval(struct server *srv, const struct conn *except,
                   const struct rfs_id *id, uint32_t what,
                   const struct rfs_id *parent, const char *name);

@@ -299,6 +299,19 @@ static bool making_elsewhere(const struct op_new *op)
     return false;
 }
 
+bool ops_creating_in(struct server *srv, const struct rfs_id *dir)
+{
+    struct list *pos, *tmp;
+
+    list_for_each_safe(pos, tmp, &srv->creating) {
+        const struct op_new *o = container_of(pos, struct op_new, creating);
+
+        if (rfs_id_eq(&o->parent->id, dir))
+            return true;
+    }
+    return false;
+}
+
 /* On the pool: remove parent/name if it carries no id. */
 static void new_debris_work(struct store_work *w)
 {

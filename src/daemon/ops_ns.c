@@ -18,11 +18,19 @@
  *     keeps its entry (it can still be written); HEAL_LIST drops the entry
  *     of an id that resolves nowhere (healidx.c), which covers an orphan
  *     once it is reaped, and a crash between the two unlinks.
+ *  6. RMDIR of a directory that holds only crash debris (names without an
+ *     id: invisible to clients, ops_create.c invariant 1) removes the
+ *     debris and the directory, once, unless this brick is making a name
+ *     in it right now; anything with an id keeps it ENOTEMPTY.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/id.h"
 #include "common/log.h"
@@ -236,10 +244,13 @@ struct op_unlink {
     struct get1 g;
     struct probe p;
     struct store_op sop;
+    struct store_work w;         /* the debris sweep (rmdir) */
     struct idsdrop drop;
     struct req *r;
     struct obj *parent;          /* referenced */
     bool rmdir;
+    bool swept;                  /* rule 6: once */
+    int rc;                      /* the sweep's result */
     int fd;                      /* the victim, owned */
 };
 
@@ -263,10 +274,87 @@ static void unlink_dropped_cb(struct idsdrop *d)
     unlink_finish(container_of(d, struct op_unlink, drop), 0);
 }
 
+static void unlink_done_cb(struct store_op *sop, int res);
+
+/*
+ * On the pool: remove what a directory holds if all of it is crash debris
+ * (names without trusted.rfs.id, ops_create.c invariant 1): invisible to
+ * clients, it must not make their rmdir fail.  Anything with an id, or a
+ * debris directory that is not empty, leaves the directory alone.
+ */
+static void sweep_work(struct store_work *w)
+{
+    struct op_unlink *op = container_of(w, struct op_unlink, w);
+    const char *name = REQ_MSG(op->r, unlink_req)->name;
+    int dfd = openat(op->parent->fd, name,
+                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct dirent *de;
+    DIR *d;
+
+    op->rc = -ENOTEMPTY;
+    if (dfd < 0)
+        return;
+    d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return;
+    }
+    /* Two rounds: look first, remove only if everything is debris. */
+    for (int round = 0; round < 2; round++) {
+        rewinddir(d);
+        while ((de = readdir(d)) != NULL) {
+            uint8_t id[16];
+            struct stat st;
+            int fd;
+            ssize_t n;
+
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            fd = openat(dfd, de->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0)
+                goto out;
+            n = ids_opath_getxattr(fd, IDS_XATTR_ID, id, sizeof(id));
+            if (n != -ENODATA || fstat(fd, &st) < 0) {
+                close(fd);
+                goto out; /* an object of ours: really not empty */
+            }
+            close(fd);
+            if (round == 1 &&
+                unlinkat(dfd, de->d_name,
+                         S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0)
+                goto out;
+        }
+    }
+    op->rc = 0;
+out:
+    closedir(d);
+}
+
+static void sweep_done(struct store_work *w)
+{
+    struct op_unlink *op = container_of(w, struct op_unlink, w);
+    const struct unlink_req *m = REQ_MSG(op->r, unlink_req);
+
+    if (op->rc < 0) {
+        unlink_finish(op, op->rc);
+        return;
+    }
+    log_warn("rmdir '%s': removed names without an id left by a crash",
+             m->name);
+    store_unlinkat(&op->r->srv->st, &op->sop, unlink_done_cb, op->parent->fd,
+                   m->name, AT_REMOVEDIR);
+}
+
 static void unlink_done_cb(struct store_op *sop, int res)
 {
     struct op_unlink *op = container_of(sop, struct op_unlink, sop);
 
+    if (res == -ENOTEMPTY && op->rmdir && !op->swept &&
+        !ops_creating_in(op->r->srv, &op->p.id)) { /* rule 6 */
+        op->swept = true;
+        store_queue_work(&op->r->srv->st, &op->w, sweep_work, sweep_done);
+        return;
+    }
     if (res < 0) {
         unlink_finish(op, res);
         return;
