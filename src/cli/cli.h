@@ -14,6 +14,16 @@ struct cli_cmd {
     int (*run)(int argc, char **argv); /* argv[0] is the command name */
 };
 
+struct vol_config;
+
+/*
+ * What every volume command does first: libsodium up, the volume file
+ * loaded into vol.  0, or -1 after saying why on stderr as "replicafs
+ * CMD: ...".
+ */
+int cli_load_volume(const char *cmd, const char *volfile,
+                    struct vol_config *vol);
+
 int cmd_keygen(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_heal(int argc, char **argv);

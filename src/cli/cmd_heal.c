@@ -396,7 +396,6 @@ int cmd_heal(int argc, char **argv)
     struct leftover left = {0};
     struct suspects su = {0};
     struct healer *h;
-    char err[512];
     uv_loop_t loop;
     unsigned passes = 0, nb, down, jobs = 4;
     bool was_parallel = false, settle_again = false, resettle;
@@ -423,13 +422,8 @@ int cmd_heal(int argc, char **argv)
     }
     if (!volfile || optind != argc)
         return usage(stderr, CLI_EXIT_ERROR);
-    if (auth_init() < 0)
+    if (cli_load_volume("heal", volfile, &vol) < 0)
         return CLI_EXIT_ERROR;
-    rc = vol_config_load(volfile, &vol, err, sizeof(err));
-    if (rc < 0) {
-        fprintf(stderr, "replicafs heal: %s\n", err);
-        return CLI_EXIT_ERROR;
-    }
     if (uv_loop_init(&loop) < 0)
         return CLI_EXIT_ERROR;
     rc = healer_new(&loop, &vol, 3000, &h);

@@ -189,7 +189,7 @@ int cmd_rebuild(int argc, char **argv)
     struct vol_config vol;
     struct healer *h;
     bool json = false;
-    char err[512], *end;
+    char *end;
     uv_loop_t loop;
     int c, rc, code;
 
@@ -227,13 +227,8 @@ int cmd_rebuild(int argc, char **argv)
     }
     if (!volfile || !ro.brick || optind != argc)
         return usage(stderr, CLI_EXIT_ERROR);
-    if (auth_init() < 0)
+    if (cli_load_volume("rebuild", volfile, &vol) < 0)
         return CLI_EXIT_ERROR;
-    rc = vol_config_load(volfile, &vol, err, sizeof(err));
-    if (rc < 0) {
-        fprintf(stderr, "replicafs rebuild: %s\n", err);
-        return CLI_EXIT_ERROR;
-    }
     if (uv_loop_init(&loop) < 0)
         return CLI_EXIT_ERROR;
     rc = healer_new(&loop, &vol, 3000, &h);

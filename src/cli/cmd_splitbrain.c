@@ -185,7 +185,6 @@ int cmd_splitbrain(int argc, char **argv)
     unsigned brick = 0;
     struct vol_config vol;
     struct healer *h;
-    char err[512];
     uv_loop_t loop;
     int c, rc, code;
 
@@ -222,13 +221,8 @@ int cmd_splitbrain(int argc, char **argv)
     }
     if (!volfile)
         return usage(stderr, CLI_EXIT_ERROR);
-    if (auth_init() < 0)
+    if (cli_load_volume("split-brain", volfile, &vol) < 0)
         return CLI_EXIT_ERROR;
-    rc = vol_config_load(volfile, &vol, err, sizeof(err));
-    if (rc < 0) {
-        fprintf(stderr, "replicafs split-brain: %s\n", err);
-        return CLI_EXIT_ERROR;
-    }
     if (uv_loop_init(&loop) < 0)
         return CLI_EXIT_ERROR;
     rc = healer_new(&loop, &vol, 3000, &h);

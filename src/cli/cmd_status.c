@@ -220,7 +220,6 @@ int cmd_status(int argc, char **argv)
     unsigned timeout_ms = 3000;
     struct vol_config vol;
     struct brick_status bs[PROTO_MAX_BRICKS];
-    char err[512];
     uv_loop_t loop;
     const char *state;
     int c, rc, code;
@@ -236,13 +235,8 @@ int cmd_status(int argc, char **argv)
     }
     if (!volfile || optind != argc)
         return usage(stderr, CLI_EXIT_ERROR);
-    if (auth_init() < 0)
+    if (cli_load_volume("status", volfile, &vol) < 0)
         return CLI_EXIT_ERROR;
-    rc = vol_config_load(volfile, &vol, err, sizeof(err));
-    if (rc < 0) {
-        fprintf(stderr, "replicafs status: %s\n", err);
-        return CLI_EXIT_ERROR;
-    }
     if (uv_loop_init(&loop) < 0)
         return CLI_EXIT_ERROR;
     memset(bs, 0, sizeof(bs));

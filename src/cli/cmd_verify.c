@@ -573,7 +573,7 @@ int cmd_verify(int argc, char **argv)
     const char *volfile = NULL, *path = "/";
     unsigned timeout_ms = 5000;
     uint32_t up = 0;
-    char err[512], root[PROTO_PATH_MAX];
+    char root[PROTO_PATH_MAX];
     int c, rc, code = CLI_EXIT_ERROR;
 
     if (!v || !views) {
@@ -598,13 +598,8 @@ int cmd_verify(int argc, char **argv)
         code = usage(stderr, CLI_EXIT_ERROR);
         goto out_free;
     }
-    if (auth_init() < 0)
+    if (cli_load_volume("verify", volfile, &v->vol) < 0)
         goto out_free;
-    rc = vol_config_load(volfile, &v->vol, err, sizeof(err));
-    if (rc < 0) {
-        fprintf(stderr, "replicafs verify: %s\n", err);
-        goto out_free;
-    }
     if (uv_loop_init(&v->loop) < 0)
         goto out_free;
     connect_all(v, timeout_ms);

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "common/auth.h"
+#include "common/config.h"
 
 static const struct cli_cmd cmds[] = {
     {"keygen", "print a new volume secret (hex) to stdout", cmd_keygen},
@@ -23,6 +25,22 @@ static void usage(FILE *f)
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         fprintf(f, "  %-12s %s\n", cmds[i].name, cmds[i].help);
     fprintf(f, "\n'replicafs COMMAND --help' describes one command.\n");
+}
+
+int cli_load_volume(const char *cmd, const char *volfile,
+                    struct vol_config *vol)
+{
+    char err[512];
+
+    if (auth_init() < 0) {
+        fprintf(stderr, "replicafs %s: cannot initialise libsodium\n", cmd);
+        return -1;
+    }
+    if (vol_config_load(volfile, vol, err, sizeof(err)) < 0) {
+        fprintf(stderr, "replicafs %s: %s\n", cmd, err);
+        return -1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)

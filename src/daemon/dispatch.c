@@ -43,12 +43,7 @@ static bool is_change(const struct req *r)
     case OP_XATTROP: {
         const struct xattrop_req *m = REQ_MSG(r, xattrop_req);
 
-        if (m->dirty)
-            return true;
-        for (uint32_t i = 0; i < m->npending; i++)
-            if (m->pending[i])
-                return true;
-        return false;
+        return m->dirty || xattrop_pending_delta(m);
     }
     default:
         return false;

@@ -134,6 +134,20 @@ ssize_t ids_opath_getxattr(int fd, const char *name, void *buf, size_t len)
     return n < 0 ? -errno : n;
 }
 
+int ids_debris_at(int dfd, const char *name, struct stat *st)
+{
+    uint8_t id[16];
+    int fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    int debris;
+
+    if (fd < 0)
+        return -errno;
+    debris = ids_opath_getxattr(fd, IDS_XATTR_ID, id, sizeof(id)) == -ENODATA &&
+             fstat(fd, st) == 0;
+    close(fd);
+    return debris;
+}
+
 int ids_opath_setxattr(int fd, const char *name, const void *buf, size_t len)
 {
     char p[64];

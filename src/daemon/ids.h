@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "list.h"
@@ -132,6 +133,13 @@ void ids_id_decode(const uint8_t in[16], struct rfs_id *id);
  * comment in ids.c).  Return like getxattr/setxattr but -errno.
  */
 ssize_t ids_opath_getxattr(int fd, const char *name, void *buf, size_t len);
+/*
+ * Is dfd/name crash debris: a name without trusted.rfs.id (ops_create.c
+ * invariant 1)?  1 (st filled, for its type), 0 when it is an object of
+ * ours or cannot be told, -errno when it cannot be opened.  Blocking: for
+ * the thread pool.
+ */
+int ids_debris_at(int dfd, const char *name, struct stat *st);
 int ids_opath_setxattr(int fd, const char *name, const void *buf, size_t len);
 
 #endif

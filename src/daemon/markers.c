@@ -77,7 +77,7 @@ static bool marked(const struct xop *x)
 
 static void xop_run(struct xop *x);
 
-static bool pending_delta(const struct xattrop_req *m)
+bool xattrop_pending_delta(const struct xattrop_req *m)
 {
     for (uint32_t i = 0; i < m->npending; i++)
         if (m->pending[i])
@@ -99,7 +99,7 @@ static void xop_finish(struct xop *x, int rc)
         /* The healer vouches for everything up to now, its own changes
          * included: its leaving is no sign any more. */
         x->r->c->changed = false;
-    if (rc == 0 && pending_delta(m))
+    if (rc == 0 && xattrop_pending_delta(m))
         /* Other clients cache who is blamed for this object: a read they
          * sent to a brick now blamed would return old bytes. */
         server_inval(srv, x->r->c, &o->id, INVAL_MARKERS, NULL, NULL);

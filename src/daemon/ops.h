@@ -123,6 +123,8 @@ void csum_write_end(struct server *srv, struct obj *o);
 void csum_forget(struct server *srv, const struct rfs_id *id);
 
 /* INVAL events to the other clients after a change (server.c). */
+/* Does this XATTROP change some pending counter (markers.c)? */
+bool xattrop_pending_delta(const struct xattrop_req *m);
 /* Is some MKDIR/CREATE/... of this brick making a name in dir right now
  * (ops_create.c invariant 4)? */
 bool ops_creating_in(struct server *srv, const struct rfs_id *dir);

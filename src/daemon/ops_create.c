@@ -285,15 +285,18 @@ static void new_open_existing(struct op_new *op)
 
 static void new_make(struct op_new *op);
 
-static bool making_elsewhere(const struct op_new *op)
+/* Is an op of this brick making a name in dir (name NULL: any) right now,
+ * other than except? */
+static bool creating(struct server *srv, const struct rfs_id *dir,
+                     const char *name, const struct op_new *except)
 {
     struct list *pos, *tmp;
 
-    list_for_each_safe(pos, tmp, &op->r->srv->creating) {
+    list_for_each_safe(pos, tmp, &srv->creating) {
         const struct op_new *o = container_of(pos, struct op_new, creating);
 
-        if (o != op && rfs_id_eq(&o->parent->id, &op->parent->id) &&
-            strcmp(o->name, op->name) == 0)
+        if (o != except && rfs_id_eq(&o->parent->id, dir) &&
+            (!name || strcmp(o->name, name) == 0))
             return true;
     }
     return false;
@@ -301,15 +304,7 @@ static bool making_elsewhere(const struct op_new *op)
 
 bool ops_creating_in(struct server *srv, const struct rfs_id *dir)
 {
-    struct list *pos, *tmp;
-
-    list_for_each_safe(pos, tmp, &srv->creating) {
-        const struct op_new *o = container_of(pos, struct op_new, creating);
-
-        if (rfs_id_eq(&o->parent->id, dir))
-            return true;
-    }
-    return false;
+    return creating(srv, dir, NULL, NULL);
 }
 
 /* On the pool: remove parent/name if it carries no id. */
@@ -318,21 +313,12 @@ static void new_debris_work(struct store_work *w)
     struct op_new *op = container_of(w, struct op_new, w);
     int dfd = op->parent->fd;
     struct stat st;
-    uint8_t id[16];
-    int fd = openat(dfd, op->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    ssize_t n;
+    int rc = ids_debris_at(dfd, op->name, &st);
 
-    if (fd < 0) {
-        op->rc = -errno;
+    if (rc <= 0) {
+        op->rc = rc < 0 ? rc : -EEXIST; /* an object of ours: leave it */
         return;
     }
-    n = ids_opath_getxattr(fd, IDS_XATTR_ID, id, sizeof(id));
-    if (n != -ENODATA || fstat(fd, &st) < 0) {
-        close(fd);
-        op->rc = -EEXIST; /* an object of ours, or unknown: leave it */
-        return;
-    }
-    close(fd);
     op->rc = unlinkat(dfd, op->name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0)
                  < 0 ? -errno : 0;
 }
@@ -353,7 +339,8 @@ static void new_debris_done(struct store_work *w)
 /* EEXIST while making the name: debris, or a real object. */
 static void new_exists(struct op_new *op)
 {
-    if (op->debris_tried || making_elsewhere(op)) {
+    if (op->debris_tried ||
+        creating(op->r->srv, &op->parent->id, op->name, op)) {
         new_fail(op, -EEXIST);
         return;
     }

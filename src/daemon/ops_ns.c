@@ -303,22 +303,12 @@ static void sweep_work(struct store_work *w)
     for (int round = 0; round < 2; round++) {
         rewinddir(d);
         while ((de = readdir(d)) != NULL) {
-            uint8_t id[16];
             struct stat st;
-            int fd;
-            ssize_t n;
 
             if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                 continue;
-            fd = openat(dfd, de->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-            if (fd < 0)
-                goto out;
-            n = ids_opath_getxattr(fd, IDS_XATTR_ID, id, sizeof(id));
-            if (n != -ENODATA || fstat(fd, &st) < 0) {
-                close(fd);
+            if (ids_debris_at(dfd, de->d_name, &st) != 1)
                 goto out; /* an object of ours: really not empty */
-            }
-            close(fd);
             if (round == 1 &&
                 unlinkat(dfd, de->d_name,
                          S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) < 0)
