@@ -203,13 +203,9 @@ void fs_on_inval(const struct inval_event *ev, void *arg)
         ent = inotab_by_id(&fs->inodes, &ev->id);
         if (ent) {
             ent->kstamp.valid = false;
-            /* Attributes only: dropping pages or entries takes page and
-             * directory locks, and a thread stuck on one when this process
-             * is killed keeps /dev/fuse open, so the kernel never aborts
-             * the connection (failover.kill_mount hung).  The pages follow
-             * anyway: the next getattr sees the new mtime and the kernel
-             * drops them (AUTO_INVAL_DATA), and open checks them. */
-            notifier_push(fs->notifier, N_INODE_ATTR, ent->ino, NULL);
+            notifier_push(fs->notifier,
+                          (ev->what & INVAL_DATA) ? N_INODE : N_INODE_ATTR,
+                          ent->ino, NULL);
         }
     }
     if ((ev->what & INVAL_ENTRY) && ev->name[0]) {
@@ -217,10 +213,8 @@ void fs_on_inval(const struct inval_event *ev, void *arg)
         if (ent) {
             /* The directory's times and link count changed too. */
             ent->kstamp.valid = false;
-            /* Not the entry itself (see above): a stale name resolves to
-             * an id the bricks no longer have there, the open gets ESTALE
-             * and the kernel looks the name up again. */
             notifier_push(fs->notifier, N_INODE_ATTR, ent->ino, NULL);
+            notifier_push(fs->notifier, N_ENTRY, ent->ino, ev->name);
         }
     }
 }
@@ -232,5 +226,5 @@ void fs_inval_inode(struct rfs_fs *fs, fuse_ino_t ino)
     if (ent)
         ent->kstamp.valid = false;
     if (fs->notifier && !fs->stopping)
-        notifier_push(fs->notifier, N_INODE_ATTR, ino, NULL);
+        notifier_push(fs->notifier, N_INODE, ino, NULL);
 }

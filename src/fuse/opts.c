@@ -179,7 +179,7 @@ static void usage(FILE *f)
             "  -d  like -f, with debug logging\n"
             "options: ping-timeout=SEC (5), prefer-brick=N, self-heal, attr_timeout=SEC "
             "(ping-timeout),\n"
-            "  entry_timeout=SEC (1), log=LEVEL, allow_other, ro, "
+            "  entry_timeout=SEC (ping-timeout), log=LEVEL, allow_other, ro, "
             "default_permissions,\n"
             "  and the usual mount flags (see docs/admin.md, Mounting)\n");
 }
@@ -262,11 +262,8 @@ int mount_opts_parse(int argc, char **argv, struct mount_opts *o)
      * longer than it takes to notice (docs/performance.md, staleness). */
     if (o->attr_timeout < 0)
         o->attr_timeout = o->ping_timeout_ms / 1000.0;
-    /* Names are not invalidated by the bricks' events (notify.c: entry
-     * invalidation can wedge a killed mount), so they expire sooner. */
     if (o->entry_timeout < 0)
-        o->entry_timeout = o->ping_timeout_ms < 1000 ? o->ping_timeout_ms / 1000.0
-                                                     : 1.0;
+        o->entry_timeout = o->ping_timeout_ms / 1000.0;
     if (rc == 0)
         rc = add_fuse_opt(o, "default_permissions");
     if (rc == 0 && !fsname) {
