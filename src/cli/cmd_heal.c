@@ -1,6 +1,7 @@
 /*
  * replicafs heal --volume FILE [--full] [--wait] [--timeout S] [--jobs N]
- *                [--json]
+ *                [--json] [--verbose]
+ * (--verbose also with --daemon)
  * replicafs heal --daemon --volume FILE [--jobs N] [--json]
  * replicafs heal --list --volume FILE [--json]
  *
@@ -247,8 +248,8 @@ static void stats_add(struct heal_stats *a, const struct heal_stats *b)
 
 /* Worker k of jobs: its own loop and connections, the objects whose id
  * hash is k modulo jobs; its counts go up the pipe.  Never returns. */
-static void worker(const struct vol_config *vol, bool full, unsigned jobs,
-                   unsigned k, int fd)
+static void worker(const struct vol_config *vol, bool full, bool verbose,
+                   unsigned jobs, unsigned k, int fd)
 {
     struct heal_stats st = {0};
     struct healer *h;
@@ -257,6 +258,7 @@ static void worker(const struct vol_config *vol, bool full, unsigned jobs,
 
     if (uv_loop_init(&loop) == 0 && healer_new(&loop, vol, 3000, &h) == 0) {
         heal_set_split(h, false, jobs, k);
+        heal_set_verbose(h, verbose);
         rc = heal_pass(h, full, &st) < 0;
         healer_free(h);
         uv_loop_close(&loop);
@@ -273,7 +275,8 @@ static void worker(const struct vol_config *vol, bool full, unsigned jobs,
  * locks keep them apart where shares meet.  0 or -errno.
  */
 static int parallel_pass(struct healer *h, const struct vol_config *vol,
-                         bool full, unsigned jobs, struct heal_stats *st)
+                         bool full, bool verbose, unsigned jobs,
+                         struct heal_stats *st)
 {
     pid_t pids[64];
     int pfd[2], rc;
@@ -293,7 +296,7 @@ static int parallel_pass(struct healer *h, const struct vol_config *vol,
 
         if (p == 0) {
             close(pfd[0]);
-            worker(vol, full, jobs, k, pfd[1]);
+            worker(vol, full, verbose, jobs, k, pfd[1]);
         }
         if (p < 0) {
             rc = -errno;
@@ -354,8 +357,9 @@ static int usage(FILE *f, int code)
     fprintf(f,
             "usage: replicafs heal --volume FILE [--full] [--wait] "
             "[--timeout S] [--jobs N] [--json]\n"
+            "                      [--verbose]\n"
             "       replicafs heal --daemon --volume FILE [--jobs N] "
-            "[--json]\n"
+            "[--json] [--verbose]\n"
             "       replicafs heal --list --volume FILE [--json]\n"
             "Heals what the bricks' heal indices name (--full: crawls the "
             "whole namespace).\n"
@@ -367,6 +371,8 @@ static int usage(FILE *f, int code)
             "--jobs N heals with N processes at once (default 4; 1: one).\n"
             "--list shows the heal backlog: id, type, state, source and sink "
             "bricks, path.\n"
+            "--verbose tells on stderr, for each object not found clean, "
+            "what was healed\non which brick, or why not.\n"
             "Exit: 0 all healed (--list: nothing to heal), 1 something left "
             "(split-brain,\n"
             "a brick down, a failure), 2 usage error or no brick reachable.\n");
@@ -384,12 +390,13 @@ int cmd_heal(int argc, char **argv)
         {"timeout", required_argument, NULL, 't'},
         {"jobs", required_argument, NULL, 'J'},
         {"daemon", no_argument, NULL, 'D'},
+        {"verbose", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
     const char *volfile = NULL;
     bool json = false, full = false, wait = false, list = false;
-    bool daemon = false;
+    bool daemon = false, verbose = false;
     double timeout_s = 600, t0;
     struct vol_config vol;
     struct heal_stats st = {0};
@@ -402,13 +409,14 @@ int cmd_heal(int argc, char **argv)
     int c, rc, code;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "v:jfwlt:J:Dh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "v:jfwlt:J:DVh", opts, NULL)) != -1) {
         switch (c) {
         case 'v': volfile = optarg; break;
         case 'j': json = true; break;
         case 'f': full = true; break;
         case 'w': wait = true; break;
         case 'D': daemon = wait = true; break;
+        case 'V': verbose = true; break;
         case 'l': list = true; break;
         case 't': timeout_s = strtod(optarg, NULL); break;
         case 'J':
@@ -433,6 +441,7 @@ int cmd_heal(int argc, char **argv)
         return CLI_EXIT_ERROR;
     }
     nb = healer_nbricks(h);
+    heal_set_verbose(h, verbose);
     if (!healer_up_mask(h)) {
         fprintf(stderr, "replicafs heal: no brick reachable\n");
         code = CLI_EXIT_ERROR;
@@ -451,7 +460,7 @@ int cmd_heal(int argc, char **argv)
         suspects_read(h, &su);
         was_parallel = jobs > 1 && (passes == 0 || left.pending > 200);
         if (was_parallel)
-            rc = parallel_pass(h, &vol, full, jobs, &st);
+            rc = parallel_pass(h, &vol, full, verbose, jobs, &st);
         else
             rc = heal_pass(h, full, &st);
         passes++;

@@ -65,6 +65,7 @@
  *     voted heal that failed or was deferred keeps it.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +98,7 @@ struct healer {
     bool keep_moved; /* defer removing a sink's dir that moved elsewhere */
     bool dirs_only;  /* heal_set_split() */
     unsigned nparts, part;
+    bool verbose;    /* heal_set_verbose() */
 };
 
 /* An id in the heal indices and which bricks list it. */
@@ -128,6 +130,22 @@ static int idvec_push(struct idvec *iv, const struct rfs_id *id)
     }
     iv->v[iv->n++] = *id;
     return 0;
+}
+
+/* heal_set_verbose(): one line about object id on stderr. */
+static void __attribute__((format(printf, 3, 4)))
+say(const struct healer *h, const struct rfs_id *id, const char *fmt, ...)
+{
+    char hex[RFS_ID_HEX_LEN + 1], msg[256];
+    va_list ap;
+
+    if (!h->verbose)
+        return;
+    rfs_id_to_hex(id, hex);
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "heal: %s %s\n", hex, msg);
 }
 
 static uint64_t now_ms(void)
@@ -879,6 +897,8 @@ static int entry_heal(struct healer *h, unsigned s, unsigned k, uint32_t srcs,
              * it on k; this name goes in a later round. */
             if (getattr_on(h, s, &lk.e[j].a.id, &sa) == 0 &&
                 (S_ISDIR(lk.e[j].a.mode) || sa.nlink >= lk.e[j].a.nlink)) {
+                say(h, dir, "brick %u: '%s' moved elsewhere: removal deferred",
+                    k + 1, lk.e[j].name);
                 st->deferred++;
                 deferred = 1;
                 j++;
@@ -889,6 +909,9 @@ static int entry_heal(struct healer *h, unsigned s, unsigned k, uint32_t srcs,
             rc = rm_tree(h, k, dir, lk.e[j].name, &lk.e[j].a, 0);
             if (rc == 0)
                 st->entries_removed++;
+            else
+                say(h, dir, "brick %u: removing '%s': %s", k + 1,
+                    lk.e[j].name, strerror(-rc));
             j++;
             if (c > 0)
                 continue;
@@ -898,6 +921,9 @@ static int entry_heal(struct healer *h, unsigned s, unsigned k, uint32_t srcs,
         rc = make_entry(h, s, k, srcs, dir, &ls.e[i], st);
         if (rc == 0)
             deferred = 1;
+        if (rc <= 0)
+            say(h, dir, "brick %u: making '%s' from brick %u: %s", k + 1,
+                ls.e[i].name, s + 1, rc ? strerror(-rc) : "deferred");
         i++;
     }
     free(ls.e);
@@ -1158,6 +1184,7 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
         v.split_brain = false;
     }
     if (v.split_brain) {
+        say(h, id, "split-brain (no brick blamed by none): skipped");
         st->split_brain++;
         rc = 1;
         goto out_unlock;
@@ -1167,15 +1194,18 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
 
         rc = dirty_vote(h, id, m.present, &src, &snk);
         if (rc == 1) { /* no majority: make it a split-brain */
+            say(h, id, "dirty, copies differ, no majority: split-brain");
             blame_all(h, id, &m);
             st->split_brain++;
             goto out_unlock;
         }
         if (rc == 2) { /* keep dirty: decided later */
+            say(h, id, "dirty, not every brick up to vote: deferred");
             st->deferred++;
             goto out_unlock;
         }
         if (rc < 0) {
+            say(h, id, "dirty, vote failed: %s", strerror(-rc));
             st->failed++;
             rc = -EIO;
             goto out_unlock;
@@ -1188,6 +1218,7 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
         s = first_bit(v.sources);
         rc = getattr_on(h, s, id, &sa);
         if (rc < 0) {
+            say(h, id, "source brick %u: getattr: %s", s + 1, strerror(-rc));
             failed = true;
             goto clear;
         }
@@ -1206,6 +1237,8 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
             if (rc == 0)
                 rc = meta_heal(h, k, id, &sa, st);
             if (rc < 0) {
+                say(h, id, "%s from brick %u to brick %u: %s",
+                    dir ? "dir" : "file", s + 1, k + 1, strerror(-rc));
                 failed = true;
                 continue;
             }
@@ -1213,6 +1246,10 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
         }
         if (healed)
             st->healed++;
+        if (healed || deferred)
+            say(h, id, "%s from brick %u: healed bricks 0x%x%s",
+                dir ? "dir" : "file", s + 1, healed,
+                deferred ? ", part deferred" : "");
     } else if (h->full && dir) {
         /* --full: still walk into a clean directory's children */
         struct hlist l;
@@ -1375,6 +1412,11 @@ static int index_union(struct healer *h, struct idvec *iv)
     return rc;
 }
 
+void heal_set_verbose(struct healer *h, bool on)
+{
+    h->verbose = on;
+}
+
 void heal_set_split(struct healer *h, bool dirs_only, unsigned nparts,
                     unsigned part)
 {
@@ -1413,8 +1455,10 @@ int heal_pass(struct healer *h, bool full, struct heal_stats *st)
             rc = heal_one(h, &id, 0, st);
             if (rc == -ENOENT)
                 st->stale++;
-            else if (rc < 0 && rc != -EIO)
+            else if (rc < 0 && rc != -EIO) {
+                say(h, &id, "%s", strerror(-rc));
                 st->failed++;
+            }
         }
         if (st->deferred == deferred)
             break;

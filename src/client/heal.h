@@ -101,6 +101,11 @@ int heal_pass(struct healer *h, bool full, struct heal_stats *st);
 void heal_set_split(struct healer *h, bool dirs_only, unsigned nparts,
                     unsigned part);
 
+/* With on, every object a pass does not find clean is told on stderr, one
+ * line each: what was done to which brick, or why not (split-brain,
+ * deferred, the error of the step that failed).  For `heal --verbose`. */
+void heal_set_verbose(struct healer *h, bool on);
+
 /*
  * The bricks' suspect marks (daemon/suspect.h; docs/heal.md, "Suspect
  * bricks").  heal_suspect_read() reads the generation of every up brick

@@ -74,6 +74,13 @@ void fs_on_inval(const struct inval_event *ev, void *arg);
  * notifier thread: safe while a request on it is in flight). */
 void fs_inval_inode(struct rfs_fs *fs, fuse_ino_t ino);
 
+/* The guard process (guard.c): start once mounted, from main's thread;
+ * it aborts the FUSE connection if that thread ends without
+ * guard_release() (kill -9).  0 or -errno; *bye_fd is the guard's pipe. */
+int guard_start(const char *mountpoint, int *bye_fd);
+/* A clean exit: the guard leaves the connection alone. */
+void guard_release(int *bye_fd);
+
 /* volume_opts.on_heal_needed: run `replicafs heal` in the background,
  * rate-limited (selfheal.c). */
 void fs_heal_needed(void *arg);

@@ -12,8 +12,10 @@
  *
  *   parse options -> [fork: the parent waits on a pipe] -> load the volume
  *   file -> connect to the bricks (until all are up or the ping timeout) ->
- *   fuse_session_mount -> tell the parent "ready" (it exits 0, so mount(8)
- *   returns when the filesystem is usable) -> run the loop
+ *   fuse_session_mount -> fork the guard (guard.c: aborts the connection
+ *   should this process die without unmounting) -> tell the parent "ready"
+ *   (it exits 0, so mount(8) returns when the filesystem is usable) -> run
+ *   the loop
  *
  *   stop: SIGINT/SIGTERM/SIGHUP (fs_stop unmounts), or the kernel reports
  *   the unmount (read gives ENODEV) -> stop reading, drop the inode table,
@@ -275,7 +277,7 @@ int main(int argc, char **argv)
     struct rfs_fs fs;
     uv_loop_t loop;
     char err[512];
-    int notify_fd = -1;
+    int notify_fd = -1, guard_fd = -1;
     int rc;
 
     rc = mount_opts_parse(argc, argv, &o);
@@ -325,11 +327,16 @@ int main(int argc, char **argv)
         return EXIT_MOUNT;
     }
     log_info("volume '%s' mounted on %s", volume_name(fs.vol), o.mountpoint);
+    rc = guard_start(o.mountpoint, &guard_fd);
+    if (rc < 0)
+        log_warn("no guard process (%s): after kill -9 the mount may need "
+                 "a manual abort (docs/admin.md)", strerror(-rc));
     notify_parent(&notify_fd, 0);
     if (!o.foreground)
         detach_stdio(&o);
     uv_run(&loop, UV_RUN_DEFAULT);
     fuse_session_destroy(fs.se);
+    guard_release(&guard_fd);
     free(fs.buf.mem);
     if (uv_loop_close(&loop) != 0)
         log_warn("loop closed with handles still open");

@@ -76,8 +76,15 @@ fo_verify() {
         return 0
     fi
     log "heal"
-    "$RFS_BIN_DIR/replicafs" heal --wait --volume "$VOL" >"$T/heal.log" 2>&1 ||
+    # Bounded well inside the test's timeout, so that a heal that cannot
+    # finish is reported with what it tried and what is left.
+    if ! "$RFS_BIN_DIR/replicafs" heal --wait --timeout "${FO_HEAL_TIMEOUT:-120}" \
+            --verbose --volume "$VOL" >"$T/heal.log" 2>&1; then
+        sort "$T/heal.log" | uniq -c | sort -rn | head -n 20 >&2
+        "$RFS_BIN_DIR/replicafs" heal --list --volume "$VOL" 2>&1 |
+            grep -v " stale " | head -n 10 >&2 || true
         fail "replicafs heal --wait failed: $(tail -n 5 "$T/heal.log")"
+    fi
     for ((i = 1; i <= NBRICKS; i++)); do args+=(--brick "$T/brick$i"); done
     "$WL" verify "${args[@]}" --mount "$T/m1" --mount "$T/m2" \
         >"$T/verify-bricks.out" 2>&1 ||
