@@ -57,7 +57,13 @@ seen_all() {
         done
     done
 }
-heal_wait() { "$RFS_BIN_DIR/replicafs" heal --wait --timeout "${SOAK_HEAL_TIMEOUT:-60}" --volume "$VOL" >"$1" 2>&1; }
+heal_wait() { "$RFS_BIN_DIR/replicafs" heal --wait --verbose --timeout "${SOAK_HEAL_TIMEOUT:-60}" --volume "$VOL" >"$1" 2>&1; }
+# heal_why LOG: the reasons --verbose gave for what did not heal, counted.
+heal_why() {
+    grep '^heal: ' "$1" | grep -v 'healed bricks' | cut -d' ' -f3- |
+        sed "s/'[^']*'/'X'/g" | sort | uniq -c | sort -rn | head -n 5 |
+        sed 's/^/    /' >&2 || true
+}
 
 fo_start
 acked=0 lost=0 replicas=0 healfail=0 cleanfail=0 cycle=0
@@ -89,6 +95,7 @@ for ((cycle = 1; cycle <= CYCLES; cycle++)); do
     if ! heal_wait "$T/heal-$cycle.log"; then
         healfail=$((healfail + 1))
         log "cycle $cycle: heal --wait failed: $(tail -n 2 "$T/heal-$cycle.log" | tr '\n' ' ')"
+        heal_why "$T/heal-$cycle.log"
     fi
     ht=$(since "$h0")
     read -r rec_total rec_max heal_total heal_max < <(python3 -c "
@@ -120,6 +127,7 @@ print($rec_total + $rec, max($rec_max, $rec), $heal_total + $ht, max($heal_max, 
     if ! heal_wait "$T/heal-$cycle-empty.log"; then
         healfail=$((healfail + 1))
         log "cycle $cycle: heal after emptying failed: $(tail -n 2 "$T/heal-$cycle-empty.log" | tr '\n' ' ')"
+        heal_why "$T/heal-$cycle-empty.log"
     fi
 done
 cycles=$((cycle > CYCLES ? CYCLES : cycle))

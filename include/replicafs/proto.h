@@ -330,7 +330,12 @@ struct readdir_req {
     struct rfs_id id;
     uint64_t cookie;    /* 0 to start; next_cookie of the previous reply */
     uint32_t max_bytes; /* <= PROTO_READDIR_MAX */
+    uint32_t flags;     /* READDIR_* */
 };
+/* The caller holds the directory's whole entry lock (ENTRYLK, name ""):
+ * the brick removes, while listing, the debris a crash of an earlier run
+ * left (names without an id made before this run started; heal). */
+#define READDIR_SWEEP 1u
 struct readdir_rep {
     uint64_t next_cookie;
     uint32_t eof;

@@ -416,12 +416,13 @@ static int hent_cmp(const void *a, const void *b)
                   ((const struct hent *)b)->name);
 }
 
-/* The whole listing of directory id on brick b, sorted by name. */
+/* The whole listing of directory id on brick b, sorted by name.  flags:
+ * READDIR_SWEEP only while holding the directory's entry lock on b. */
 static int list_dir(struct healer *h, unsigned b, const struct rfs_id *id,
-                    struct hlist *l)
+                    uint32_t flags, struct hlist *l)
 {
     struct readdir_req req = {.id = *id, .cookie = 0,
-                              .max_bytes = PROTO_READDIR_MAX};
+                              .max_bytes = PROTO_READDIR_MAX, .flags = flags};
     struct readdir_rep rep;
     int rc;
 
@@ -687,7 +688,7 @@ static int rm_tree(struct healer *h, unsigned k, const struct rfs_id *dir,
 
         if (depth > HEAL_MAX_DEPTH)
             return -ELOOP;
-        rc = list_dir(h, k, &a->id, &l);
+        rc = list_dir(h, k, &a->id, 0, &l);
         if (rc < 0)
             return rc;
         for (size_t i = 0; i < l.n && rc == 0; i++)
@@ -719,7 +720,7 @@ static int move_dir(struct healer *h, unsigned k, const struct rfs_id *dir,
 
         if (getattr_on(h, k, &h->idx[i].id, &pa) < 0 || !S_ISDIR(pa.mode))
             continue;
-        if (list_dir(h, k, &h->idx[i].id, &l) < 0)
+        if (list_dir(h, k, &h->idx[i].id, 0, &l) < 0)
             continue;
         for (size_t j = 0; j < l.n && rc == 0; j++) {
             struct entrylk_req lk = {.parent = h->idx[i].id,
@@ -869,10 +870,10 @@ static int entry_heal(struct healer *h, unsigned s, unsigned k, uint32_t srcs,
     size_t i = 0, j = 0;
     int rc, deferred = 0;
 
-    rc = list_dir(h, s, dir, &ls);
+    rc = list_dir(h, s, dir, 0, &ls);
     if (rc < 0)
         return rc;
-    rc = list_dir(h, k, dir, &lk);
+    rc = list_dir(h, k, dir, READDIR_SWEEP, &lk);
     if (rc < 0) {
         free(ls.e);
         return rc;
@@ -970,7 +971,7 @@ static int vote_key(struct healer *h, unsigned b, const struct rfs_id *id,
     if (S_ISDIR(a.mode)) {
         struct hlist l;
 
-        rc = list_dir(h, b, id, &l);
+        rc = list_dir(h, b, id, 0, &l);
         if (rc < 0)
             return rc;
         for (size_t i = 0; i < l.n; i++) {
@@ -1254,7 +1255,7 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
         /* --full: still walk into a clean directory's children */
         struct hlist l;
 
-        if (list_dir(h, first_bit(m.present), id, &l) == 0) {
+        if (list_dir(h, first_bit(m.present), id, 0, &l) == 0) {
             for (size_t i = 0; i < l.n; i++)
                 (void)idvec_push(&h->work, &l.e[i].a.id);
             free(l.e);
@@ -1595,7 +1596,7 @@ static int walk(struct healer *h, unsigned b, const struct rfs_id *dir,
 
     if (depth > HEAL_MAX_DEPTH)
         return -ELOOP;
-    rc = list_dir(h, b, dir, &l);
+    rc = list_dir(h, b, dir, 0, &l);
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < l.n && w->found < w->n; i++) {

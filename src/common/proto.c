@@ -249,6 +249,7 @@ static const struct field readdir_req_f[] = {
     ID(readdir_req, id),
     U64(readdir_req, cookie),
     U32R(readdir_req, max_bytes, 0, PROTO_READDIR_MAX),
+    U32M(readdir_req, flags, READDIR_SWEEP),
 };
 static const struct field readdir_rep_f[] = {
     U64(readdir_rep, next_cookie),

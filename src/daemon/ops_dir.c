@@ -6,6 +6,15 @@
  * next call seeks there); ".", ".." and the root's ".replicafs" are never
  * returned; entries without trusted.rfs.id (put there behind the daemon's
  * back) are skipped; max_bytes bounds the entries blob.
+ *
+ * READDIR_SWEEP (the caller, heal, holds the directory's whole entry lock,
+ * so no client is making or renaming a name in it): an entry without an id
+ * whose ctime is before this run of the daemon started (minus
+ * SWEEP_MARGIN_NS, the kernel's coarse clock) is the debris of a crash
+ * inside ops_create.c invariant 1's window, never an object being made
+ * (this run makes names only after it started): it is removed.  A
+ * directory that is not empty is left alone.  Without this, debris under
+ * a name nobody makes again (an upload's temp name) stayed for ever.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
+#include "common/id.h"
 #include "common/log.h"
 #include "dents.h"
 #include "healidx.h"
@@ -36,10 +46,22 @@ struct op_readdir {
     bool eof;
     int rc;
     struct dents d;
+    bool sweep;                  /* READDIR_SWEEP */
+    struct timespec before;      /* sweep names without id older than it */
+    uint32_t swept;              /* debris removed */
 };
 
+#define SWEEP_MARGIN_NS 20000000L /* > one tick of the coarse clock */
+
+static bool ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec ||
+           (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
 /* 1 and *id/attr filled for an entry to list; 0 to skip it. */
-static int readdir_entry(int dfd, const char *name, struct proto_attr *attr)
+static int readdir_entry(struct op_readdir *op, int dfd, const char *name,
+                         struct proto_attr *attr)
 {
     char proc[PROTO_NAME_MAX + 64];
     uint8_t idbuf[16];
@@ -53,7 +75,12 @@ static int readdir_entry(int dfd, const char *name, struct proto_attr *attr)
     snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", dfd, name);
     n = lgetxattr(proc, IDS_XATTR_ID, idbuf, sizeof(idbuf));
     if (n != 16) {
-        log_debug("readdir: '%s' has no trusted.rfs.id: skipped", name);
+        if (op->sweep && n < 0 && errno == ENODATA &&
+            ts_before(&st.st_ctim, &op->before) &&
+            unlinkat(dfd, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) == 0)
+            op->swept++;
+        else
+            log_debug("readdir: '%s' has no trusted.rfs.id: skipped", name);
         return 0;
     }
     ids_id_decode(idbuf, &id);
@@ -74,7 +101,7 @@ static void readdir_work(struct store_work *w)
         const char *name = de->d_name;
 
         if (dents_is_dot(name) || (op->is_root && !strcmp(name, META_NAME)) ||
-            !readdir_entry(op->d.fd, name, &attr)) {
+            !readdir_entry(op, op->d.fd, name, &attr)) {
             op->next = (uint64_t)de->d_off;
             continue;
         }
@@ -98,6 +125,13 @@ static void readdir_done(struct store_work *w)
                               .count = op->count,
                               .entries = {op->buf, (uint32_t)op->off}};
 
+    if (op->swept) {
+        char hex[RFS_ID_HEX_LEN + 1];
+
+        rfs_id_to_hex(&op->o->id, hex);
+        log_warn("heal: removed %u names without an id left by a crash in "
+                 "directory %s", op->swept, hex);
+    }
     ids_put(&srv->ids, op->o);
     if (op->rc == 0)
         req_reply_tail(op->r, 0, &rep, op->buf);
@@ -147,6 +181,13 @@ void op_readdir(struct req *r)
     }
     op->r = r;
     op->cookie = m->cookie;
+    op->sweep = m->flags & READDIR_SWEEP;
+    op->before = r->srv->started;
+    op->before.tv_nsec -= SWEEP_MARGIN_NS;
+    if (op->before.tv_nsec < 0) {
+        op->before.tv_nsec += 1000000000L;
+        op->before.tv_sec--;
+    }
     op->max = m->max_bytes < PROTO_READDIR_MAX ? m->max_bytes
                                                : PROTO_READDIR_MAX;
     get1_start(&op->g, r, &m->id, readdir_obj_cb);

@@ -120,6 +120,7 @@ int server_init(struct server *srv, uv_loop_t *loop,
     int rc;
 
     memset(srv, 0, sizeof(*srv));
+    clock_gettime(CLOCK_REALTIME, &srv->started);
     srv->loop = loop;
     srv->vol = *o->vol;
     srv->brick = o->brick;

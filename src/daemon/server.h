@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 #include <uv.h>
 
 #include "common/config.h"
@@ -66,6 +67,7 @@ struct server {
     int exit_status;
     uint8_t boot_id[16];           /* kernel boot id: sums.c invariant 1 */
     struct suspect suspect;        /* may have missed changes (suspect.h) */
+    struct timespec started;       /* CLOCK_REALTIME at server_init() */
 };
 
 /*

@@ -312,6 +312,7 @@ static void fill_samples(void)
     fill_id(&m_readdir_req.id);
     m_readdir_req.cookie = nx();
     m_readdir_req.max_bytes = PROTO_READDIR_MAX;
+    m_readdir_req.flags = READDIR_SWEEP;
     dirents_len = 0;
     for (int i = 0; i < 5; i++) {
         char nm[32];
@@ -1017,6 +1018,8 @@ Test(proto, u32_limits)
           16 + 14 + 8, 3);
     LIMIT(OP_READDIR, PROTO_REQ, m_readdir_req, readdir_req, max_bytes, 24,
           PROTO_READDIR_MAX + 1);
+    LIMIT(OP_READDIR, PROTO_REQ, m_readdir_req, readdir_req, flags, 28,
+          READDIR_SWEEP << 1);
     LIMIT(OP_HEAL_LIST, PROTO_REQ, m_heal_list_req, heal_list_req, max, 8,
           PROTO_HEAL_LIST_MAX + 1);
     LIMIT(OP_READ, PROTO_REQ, m_read_req, read_req, size, 24,
