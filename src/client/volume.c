@@ -735,6 +735,8 @@ void vol_rcall_start(struct rcall *rc, struct volume *v, struct vinode *vi,
 
 /* ---- lookup ---- */
 
+#define LOOKUP_TRIES 5 /* LOOKUPs for one name whose object keeps vanishing */
+
 struct op_lookup {
     struct volume *v;
     struct vinode *parent;  /* a reference */
@@ -744,6 +746,7 @@ struct op_lookup {
     struct mkwait w;
     struct rcall rc;
     int brick;              /* that answered LOOKUP */
+    unsigned tries;         /* LOOKUPs sent */
     struct lookup_req req;
     struct getattr_req greq;
     struct proto_attr attr;
@@ -767,11 +770,31 @@ static void lookup_attr_reply(struct rcall *rc, const void *rep)
     op->attr = ((const struct attr_rep *)rep)->attr;
 }
 
+static void lookup_send(struct op_lookup *op);
+
+/*
+ * The object the name led to is gone (ENOENT on the markers or attributes
+ * asked for after LOOKUP): the name was renamed over or removed meanwhile.
+ * Ask again, so that a name that always existed (rename over it, another
+ * node writing a new version) never looks missing; after LOOKUP_TRIES the
+ * answer stands.
+ */
+static bool lookup_again(struct op_lookup *op, int status)
+{
+    if (status != -ENOENT || op->tries >= LOOKUP_TRIES)
+        return false;
+    volume_inode_put(op->child);
+    op->child = NULL;
+    lookup_send(op);
+    return true;
+}
+
 static void lookup_getattr_done(struct rcall *rc, int status)
 {
     struct op_lookup *op = vcontainer_of(rc, struct op_lookup, rc);
 
-    lookup_finish(op, status);
+    if (!lookup_again(op, status))
+        lookup_finish(op, status);
 }
 
 static void lookup_child_markers_cb(struct mkwait *w, int status)
@@ -779,8 +802,8 @@ static void lookup_child_markers_cb(struct mkwait *w, int status)
     struct op_lookup *op = vcontainer_of(w, struct op_lookup, w);
 
     if (status < 0) {
-        /* The object went away between LOOKUP and XATTROP. */
-        lookup_finish(op, status == -ENOENT ? -ENOENT : status);
+        if (!lookup_again(op, status))
+            lookup_finish(op, status);
         return;
     }
     if (!(op->child->blamed & BMASK(op->brick))) {
@@ -814,6 +837,14 @@ static void lookup_done(struct rcall *rc, int status)
     vol_markers_ensure(op->child, &op->w);
 }
 
+static void lookup_send(struct op_lookup *op)
+{
+    op->tries++;
+    op->rc.on_reply = lookup_attr_reply;
+    op->rc.on_done = lookup_done;
+    vol_rcall_start(&op->rc, op->v, op->parent, OP_LOOKUP, &op->req, false);
+}
+
 static void lookup_parent_markers_cb(struct mkwait *w, int status)
 {
     struct op_lookup *op = vcontainer_of(w, struct op_lookup, w);
@@ -822,9 +853,7 @@ static void lookup_parent_markers_cb(struct mkwait *w, int status)
         lookup_finish(op, status == -ENOENT ? -ESTALE : status);
         return;
     }
-    op->rc.on_reply = lookup_attr_reply;
-    op->rc.on_done = lookup_done;
-    vol_rcall_start(&op->rc, op->v, op->parent, OP_LOOKUP, &op->req, false);
+    lookup_send(op);
 }
 
 int volume_lookup(struct volume *v, struct vinode *parent, const char *name,
