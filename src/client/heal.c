@@ -1147,16 +1147,11 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
             return -ENOENT;
         heal_decide(&m, &v);
         if (!v.split_brain && !v.sinks && !v.dirty) {
-            bool stale_idx = false;
-
-            for (unsigned b = 0; b < h->n; b++) {
-                bool zero = m.dirty[b] == 0;
-
-                for (unsigned x = 0; x < h->n; x++)
-                    zero &= m.pend[b][x] == 0;
-                stale_idx |= zero && (indexed_on(h, id) & (1u << b));
-            }
-            if (!stale_idx) {
+            /* Nothing to heal.  A brick that still indexes it has counters
+             * that blame nobody: zero (a stale entry) or meaningless
+             * (negative, or its own): they are cleared under the locks
+             * below, or the index would name it for ever. */
+            if (!(indexed_on(h, id) & m.present)) {
                 st->objects++;
                 return 0;
             }
@@ -1279,7 +1274,10 @@ clear:
                 continue;
             for (unsigned x = 0; x < h->n; x++) {
                 all_zero &= m.pend[b][x] == 0;
-                if ((synced & (1u << x)) || x == b)
+                /* A negative count blames nobody and says nothing (more
+                 * subtracted than added, after a crash between the two
+                 * halves of a change): it goes too. */
+                if ((synced & (1u << x)) || x == b || m.pend[b][x] < 0)
                     deltas[b][x] = -m.pend[b][x];
             }
             /* A voted heal that did not finish keeps dirty: it is all that
@@ -1288,6 +1286,11 @@ clear:
             any = dd[b] != 0;
             for (unsigned x = 0; x < h->n; x++)
                 any |= deltas[b][x] != 0;
+            if (any && !v.sinks && !v.dirty)
+                say(h, id, "brick %u: clearing counters that blame nobody "
+                    "(%lld %lld %lld, dirty %lld)", b + 1,
+                    (long long)m.pend[b][0], (long long)m.pend[b][1],
+                    (long long)m.pend[b][2], (long long)m.dirty[b]);
             if (any)
                 wmask |= 1u << b;
             else if (all_zero && (idxm & (1u << b)))

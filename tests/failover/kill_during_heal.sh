@@ -91,9 +91,14 @@ else
 fi
 
 log "heal --wait, then the big files must be equal on every brick"
-"$RFS_BIN_DIR/replicafs" heal --wait --timeout 60 --volume "$VOL" >"$T/heal-c.log" 2>&1 ||
+if ! "$RFS_BIN_DIR/replicafs" heal --wait --timeout 60 --verbose --volume "$VOL" \
+        >"$T/heal-c.log" 2>&1; then
+    grep -v 'healed bricks' "$T/heal-c.log" | sort | uniq -c | sort -rn | head -n 20 >&2
+    "$RFS_BIN_DIR/replicafs" heal --list --volume "$VOL" 2>&1 |
+        grep -v " stale " | head -n 10 >&2 || true
     fail "replicafs heal --wait failed: $(tail -n 5 "$T/heal-c.log")"
-log "heal: $(head -n 1 "$T/heal-c.log")"
+fi
+log "heal: $(grep -v '^heal: ' "$T/heal-c.log" | head -n 1)"
 for i in 1 2 3; do
     check "the big files on brick $i after heal" diff <(sum_big "$T/brick$i") "$T/big.sum"
 done
