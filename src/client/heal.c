@@ -58,8 +58,9 @@
  *     (XATTROP deltas), so a count a client adds meanwhile is never lost.
  *  3. A pending counter is cleared only for sinks whose heal fully
  *     succeeded, and never for a brick that is down.
- *  4. New objects on a sink are marked pending on the sources before D's
- *     lock is dropped, so a crash of the healer loses nothing.
+ *  4. A new object is marked pending on the sources before its name is
+ *     made on a sink, so a healer that dies in between leaves blame, never
+ *     an empty copy that looks good.
  *  5. dirty is cleared only after the copies were found equal or brought
  *     in line with a majority's (or turned into blame: split-brain); a
  *     voted heal that failed or was deferred keeps it.
@@ -799,6 +800,16 @@ static int make_entry(struct healer *h, unsigned s, unsigned k, uint32_t srcs,
     }
     if (rc != -ENOENT)
         return rc;
+    /* Invariant 4: the sources blame k for the new object, as a client's
+     * create would have made them; it then heals through its markers.
+     * Before k gets the name: should this heal die in between, an empty
+     * new file on k must not pass for a good copy.  (If the create fails,
+     * dir stays blamed on k, and its next entry heal marks again: one
+     * heal subtracts all it reads.) */
+    pend[k] = 1;
+    for (unsigned b = 0; b < h->n; b++)
+        if (srcs & (1u << b))
+            (void)marks_on(h, b, &a->id, 0, pend, NULL);
     switch (a->mode & S_IFMT) {
     case S_IFDIR: {
         struct mkdir_req r = {.parent = *dir, .id = a->id,
@@ -852,12 +863,6 @@ static int make_entry(struct healer *h, unsigned s, unsigned k, uint32_t srcs,
     if (rc < 0)
         return rc;
     st->entries_created++;
-    /* Invariant 4: the sources blame k for the new object, as a client's
-     * create would have made them; it then heals through its markers. */
-    pend[k] = 1;
-    for (unsigned b = 0; b < h->n; b++)
-        if (srcs & (1u << b))
-            (void)marks_on(h, b, &a->id, 0, pend, NULL);
     return idvec_push(&h->work, &a->id) < 0 ? -ENOMEM : 1;
 }
 
