@@ -72,6 +72,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/config.h"
 #include "common/id.h"
@@ -147,6 +148,17 @@ say(const struct healer *h, const struct rfs_id *id, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     fprintf(stderr, "heal: %s %s\n", hex, msg);
+}
+
+/* A fault-injection point for the tests: with RFS_HEAL_CRASH_AT=name in
+ * the environment the healer dies here, as kill -9 would, to prove that
+ * what it wrote so far is enough for the next heal (invariant 4). */
+static void crash_point(const char *name)
+{
+    const char *at = getenv("RFS_HEAL_CRASH_AT");
+
+    if (at && !strcmp(at, name))
+        _exit(137);
 }
 
 static uint64_t now_ms(void)
@@ -863,6 +875,7 @@ static int make_entry(struct healer *h, unsigned s, unsigned k, uint32_t srcs,
     if (rc < 0)
         return rc;
     st->entries_created++;
+    crash_point("made-entry");
     return idvec_push(&h->work, &a->id) < 0 ? -ENOMEM : 1;
 }
 
