@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -249,13 +251,19 @@ static void stats_add(struct heal_stats *a, const struct heal_stats *b)
 /* Worker k of jobs: its own loop and connections, the objects whose id
  * hash is k modulo jobs; its counts go up the pipe.  Never returns. */
 static void worker(const struct vol_config *vol, bool full, bool verbose,
-                   unsigned jobs, unsigned k, int fd)
+                   unsigned jobs, unsigned k, int fd, pid_t parent)
 {
     struct heal_stats st = {0};
     struct healer *h;
     uv_loop_t loop;
     int rc = 1;
 
+    /* A heal that is killed stops all of it: an admin who kills it does
+     * not expect its workers to go on (what they did is safe to stop at
+     * any point: docs/heal.md, invariants 2-4). */
+    (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(1);
     if (uv_loop_init(&loop) == 0 && healer_new(&loop, vol, 3000, &h) == 0) {
         heal_set_split(h, false, jobs, k);
         heal_set_verbose(h, verbose);
@@ -278,7 +286,7 @@ static int parallel_pass(struct healer *h, const struct vol_config *vol,
                          bool full, bool verbose, unsigned jobs,
                          struct heal_stats *st)
 {
-    pid_t pids[64];
+    pid_t pids[64], self = getpid();
     int pfd[2], rc;
     unsigned started = 0;
 
@@ -296,7 +304,7 @@ static int parallel_pass(struct healer *h, const struct vol_config *vol,
 
         if (p == 0) {
             close(pfd[0]);
-            worker(vol, full, verbose, jobs, k, pfd[1]);
+            worker(vol, full, verbose, jobs, k, pfd[1], self);
         }
         if (p < 0) {
             rc = -errno;
