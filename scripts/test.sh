@@ -2,7 +2,7 @@
 # Install what is missing, build, and run every test through ctest.
 #
 #   scripts/test.sh              Release-with-debug build in build/, all tests,
-#                                then a 60 s libFuzzer run (clang, build-fuzz/)
+#                                then 30 s of libFuzzer per driver (clang, build-fuzz/)
 #   scripts/test.sh --sanitize   unit and integration tests on an ASan+UBSan
 #                                build (build-asan/); no fuzz run, and the
 #                                failover scenarios only with -L failover
