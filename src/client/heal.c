@@ -1164,6 +1164,10 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
         if (!m.present)
             return -ENOENT;
         heal_decide(&m, &v);
+        if (v.blamed & ~m.present & healer_up_mask(h))
+            say(h, id, "blamed for bricks %#x, which are up and lack it: "
+                "its folder's entry heal must make it", (unsigned)(v.blamed &
+                ~m.present & healer_up_mask(h)));
         if (!v.split_brain && !v.sinks && !v.dirty) {
             /* Nothing to heal.  A brick that still indexes it has counters
              * that blame nobody: zero (a stale entry) or meaningless
