@@ -1035,6 +1035,50 @@ static int vote_key(struct healer *h, unsigned b, const struct rfs_id *id,
 }
 
 /*
+ * A dirty object with sinks: a change was cut off mid-way (done by fewer
+ * than a quorum, left dirty, nobody blamed for it), so the sources' copies
+ * may differ.  Every acknowledged change is on every source (a brick that
+ * missed one is blamed before the answer), so they differ only by changes
+ * never acknowledged, and any of them will do: the version most sources
+ * hold (ties: the lowest brick) stays a source, the other sources become
+ * sinks.  Without this the first source was copied to the sinks and the
+ * other sources kept their own version, unblamed, for ever.  0 or -errno.
+ */
+static int sources_agree(struct healer *h, const struct rfs_id *id,
+                         struct heal_verdict *v)
+{
+    uint64_t key[PROTO_MAX_BRICKS];
+    uint32_t best = 0;
+
+    for (unsigned b = 0; b < h->n; b++) {
+        int rc;
+
+        if (!(v->sources & (1u << b)))
+            continue;
+        rc = vote_key(h, b, id, &key[b]);
+        if (rc < 0)
+            return rc;
+    }
+    for (unsigned b = 0; b < h->n; b++) {
+        uint32_t same = 0;
+
+        if (!(v->sources & (1u << b)))
+            continue;
+        for (unsigned x = 0; x < h->n; x++)
+            if ((v->sources & (1u << x)) && key[x] == key[b])
+                same |= 1u << x;
+        if (__builtin_popcount(same) > __builtin_popcount(best))
+            best = same;
+    }
+    if (best != v->sources)
+        say(h, id, "dirty, sources differ: bricks %#x agree, %#x become "
+            "sinks", (unsigned)best, (unsigned)(v->sources & ~best));
+    v->sinks |= v->sources & ~best;
+    v->sources = best;
+    return 0;
+}
+
+/*
  * An object some brick marked dirty, that nobody blames: a change that did
  * not reach every brick (done by a minority, or cut off mid-way) and left
  * no record of who has it.  Compare the copies of the present bricks and
@@ -1230,6 +1274,16 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
         }
         v.sources = src;
         v.sinks = snk;
+        voted = true;
+    } else if (!force_src && v.sinks && v.dirty &&
+               __builtin_popcount(v.sources) > 1) {
+        rc = sources_agree(h, id, &v);
+        if (rc < 0) {
+            say(h, id, "dirty, comparing the sources: %s", strerror(-rc));
+            st->failed++;
+            rc = -EIO;
+            goto out_unlock;
+        }
         voted = true;
     }
     if (v.sinks) {
