@@ -1034,6 +1034,26 @@ static int vote_key(struct healer *h, unsigned b, const struct rfs_id *id,
     return 0;
 }
 
+/* The largest set of bricks of mask whose keys are equal (ties: the one
+ * with the lowest brick). */
+static uint32_t largest_group(const uint64_t *key, uint32_t mask, unsigned n)
+{
+    uint32_t best = 0;
+
+    for (unsigned b = 0; b < n; b++) {
+        uint32_t same = 0;
+
+        if (!(mask & (1u << b)))
+            continue;
+        for (unsigned x = 0; x < n; x++)
+            if ((mask & (1u << x)) && key[x] == key[b])
+                same |= 1u << x;
+        if (__builtin_popcount(same) > __builtin_popcount(best))
+            best = same;
+    }
+    return best;
+}
+
 /*
  * A dirty object with sinks: a change was cut off mid-way (done by fewer
  * than a quorum, left dirty, nobody blamed for it), so the sources' copies
@@ -1048,7 +1068,7 @@ static int sources_agree(struct healer *h, const struct rfs_id *id,
                          struct heal_verdict *v)
 {
     uint64_t key[PROTO_MAX_BRICKS];
-    uint32_t best = 0;
+    uint32_t best;
 
     for (unsigned b = 0; b < h->n; b++) {
         int rc;
@@ -1059,17 +1079,7 @@ static int sources_agree(struct healer *h, const struct rfs_id *id,
         if (rc < 0)
             return rc;
     }
-    for (unsigned b = 0; b < h->n; b++) {
-        uint32_t same = 0;
-
-        if (!(v->sources & (1u << b)))
-            continue;
-        for (unsigned x = 0; x < h->n; x++)
-            if ((v->sources & (1u << x)) && key[x] == key[b])
-                same |= 1u << x;
-        if (__builtin_popcount(same) > __builtin_popcount(best))
-            best = same;
-    }
+    best = largest_group(key, v->sources, h->n);
     if (best != v->sources)
         say(h, id, "dirty, sources differ: bricks %#x agree, %#x become "
             "sinks", (unsigned)best, (unsigned)(v->sources & ~best));
@@ -1092,7 +1102,7 @@ static int dirty_vote(struct healer *h, const struct rfs_id *id,
                       uint32_t present, uint32_t *src, uint32_t *snk)
 {
     uint64_t key[PROTO_MAX_BRICKS];
-    uint32_t all = (1u << h->n) - 1, best = 0;
+    uint32_t all = (1u << h->n) - 1, best;
     unsigned quorum = h->n / 2 + 1;
 
     for (unsigned b = 0; b < h->n; b++) {
@@ -1108,17 +1118,7 @@ static int dirty_vote(struct healer *h, const struct rfs_id *id,
     }
     if ((unsigned)__builtin_popcount(all & ~present) >= quorum)
         return 2; /* most bricks lack it: the parent's heal decides */
-    for (unsigned b = 0; b < h->n; b++) {
-        uint32_t same = 0;
-
-        if (!(present & (1u << b)))
-            continue;
-        for (unsigned x = 0; x < h->n; x++)
-            if ((present & (1u << x)) && key[x] == key[b])
-                same |= 1u << x;
-        if (__builtin_popcount(same) > __builtin_popcount(best))
-            best = same;
-    }
+    best = largest_group(key, present, h->n);
     if ((unsigned)__builtin_popcount(best) >= quorum) {
         *src = best;
         *snk = present & ~best;
