@@ -1277,14 +1277,24 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
         voted = true;
     } else if (!force_src && v.sinks && v.dirty &&
                __builtin_popcount(v.sources) > 1) {
-        rc = sources_agree(h, id, &v);
-        if (rc < 0) {
-            say(h, id, "dirty, comparing the sources: %s", strerror(-rc));
-            st->failed++;
-            rc = -EIO;
-            goto out_unlock;
+        /* A brick that is down may blame one of the sources: then the
+         * sources cannot be compared as equals.  Heal the sinks, keep
+         * dirty: the heal that sees every brick compares them. */
+        if (healer_up_mask(h) != (1u << h->n) - 1) {
+            say(h, id, "dirty, a brick down: the sources are compared "
+                "when all are up");
+            voted = deferred = true;
+        } else {
+            rc = sources_agree(h, id, &v);
+            if (rc < 0) {
+                say(h, id, "dirty, comparing the sources: %s",
+                    strerror(-rc));
+                st->failed++;
+                rc = -EIO;
+                goto out_unlock;
+            }
+            voted = true;
         }
-        voted = true;
     }
     if (v.sinks) {
         s = first_bit(v.sources);
