@@ -45,6 +45,7 @@ struct leftover {
     size_t pending;     /* objects some up brick still marks */
     size_t split_brain;
     size_t stale;       /* index entries of objects gone everywhere */
+    size_t orphans;     /* files unlinked while open: nothing to heal */
 };
 
 /* The bricks' suspect marks over a run (docs/heal.md, "Suspect bricks"). */
@@ -79,6 +80,8 @@ static const char *item_state(const struct heal_item *it)
 {
     if (!it->type)
         return "stale";
+    if (it->orphan)
+        return "orphan";
     if (it->v.split_brain)
         return "split-brain";
     if (it->v.blamed) /* a sink, or a blamed brick lacking it or down */
@@ -100,6 +103,8 @@ static int count_left(struct healer *h, struct leftover *l)
     for (size_t i = 0; i < n; i++) {
         if (!items[i].type)
             l->stale++;
+        else if (items[i].orphan)
+            l->orphans++;
         else if (items[i].v.split_brain)
             l->split_brain++;
         else
@@ -161,7 +166,7 @@ static int do_list(struct healer *h, bool json)
         rfs_id_to_hex(&it->id, hex);
         mask_str(it->v.sources, nb, src, sizeof(src));
         mask_str(it->v.blamed, nb, snk, sizeof(snk));
-        if (strcmp(item_state(it), "stale"))
+        if (strcmp(item_state(it), "stale") && strcmp(item_state(it), "orphan"))
             code = CLI_EXIT_DEGRADED;
         if (json)
             printf("%s{\"id\":\"%s\",\"type\":\"%s\",\"state\":\"%s\","
@@ -236,6 +241,9 @@ static void print_result(const struct heal_stats *st, const struct leftover *l,
     if (l->stale)
         printf("  note:    %zu index entries name objects deleted "
                "everywhere (ignored)\n", l->stale);
+    if (l->orphans)
+        printf("  note:    %zu files deleted while open (no name left: "
+               "nothing to heal; they go at the last close)\n", l->orphans);
 }
 
 /* heal_stats is only uint64_t counters: add them field by field. */
@@ -351,7 +359,7 @@ static void suspects_settle(struct healer *h, struct suspects *su,
     uint32_t all = (1u << healer_nbricks(h)) - 1, clean = 0;
 
     if (healer_up_mask(h) != all || su->read != all || l->pending ||
-        l->split_brain || l->stale || failed)
+        l->split_brain || l->stale || l->orphans || failed)
         return;
     if (su->clean == all)
         return; /* nothing to clear */

@@ -1227,6 +1227,13 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
     if (rc < 0)
         return rc;
     st->objects++;
+    if (!force_src && S_ISREG(a.mode) && a.nlink == 0) {
+        /* Unlinked while open (the bricks pin it until it is closed): no
+         * name can reach it any more and it goes at the last close, so
+         * there is nothing to heal; its index entry goes with it. */
+        say(h, id, "a file with no name left, open somewhere: not healed");
+        return 0;
+    }
     dir = S_ISDIR(a.mode);
     lock_obj(h, id, dir, &lk);
     lockmask = lk.ino;
@@ -1577,8 +1584,10 @@ int heal_list(struct healer *h, struct heal_item **items, size_t *n)
         struct proto_attr a;
 
         it->id = iv.v[i];
-        if (find_obj(h, &it->id, 0, &a) == 0)
+        if (find_obj(h, &it->id, 0, &a) == 0) {
             it->type = a.mode & S_IFMT;
+            it->orphan = S_ISREG(a.mode) && a.nlink == 0;
+        }
         read_marks(h, healer_up_mask(h), &it->id, &it->m);
         heal_decide(&it->m, &it->v);
         it->indexed = indexed_on(h, &it->id);

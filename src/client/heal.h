@@ -123,6 +123,7 @@ int heal_suspect_clear(struct healer *h, uint32_t mask, const uint64_t *gen,
 struct heal_item {
     struct rfs_id id;
     uint32_t type;      /* S_IF* of the object; 0 if gone everywhere */
+    bool orphan;        /* a file with no name left, kept while open */
     uint32_t indexed;   /* bricks whose heal index lists it */
     struct heal_marks m;
     struct heal_verdict v;
