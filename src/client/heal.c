@@ -150,6 +150,14 @@ say(const struct healer *h, const struct rfs_id *id, const char *fmt, ...)
     fprintf(stderr, "heal: %s %s\n", hex, msg);
 }
 
+/* A file unlinked while open: the bricks keep it, pinned, until the last
+ * close, and no name reaches it (they report nlink without their own
+ * link).  Nothing to heal. */
+static bool is_orphan(const struct proto_attr *a)
+{
+    return S_ISREG(a->mode) && a->nlink == 0;
+}
+
 /* A fault-injection point for the tests: with RFS_HEAL_CRASH_AT=name in
  * the environment the healer dies here, as kill -9 would, to prove that
  * what it wrote so far is enough for the next heal (invariant 4). */
@@ -1227,7 +1235,7 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
     if (rc < 0)
         return rc;
     st->objects++;
-    if (!force_src && S_ISREG(a.mode) && a.nlink == 0) {
+    if (!force_src && is_orphan(&a)) {
         /* Unlinked while open (the bricks pin it until it is closed): no
          * name can reach it any more and it goes at the last close, so
          * there is nothing to heal; its index entry goes with it. */
@@ -1379,11 +1387,17 @@ clear:
             any = dd[b] != 0;
             for (unsigned x = 0; x < h->n; x++)
                 any |= deltas[b][x] != 0;
-            if (any && !v.sinks && !v.dirty)
+            if (any && !v.sinks && !v.dirty && h->verbose) {
+                char cnt[PROTO_MAX_BRICKS * 24] = "";
+                size_t o = 0;
+
+                for (unsigned x = 0; x < h->n && o < sizeof(cnt); x++)
+                    o += (size_t)snprintf(cnt + o, sizeof(cnt) - o, " %lld",
+                                          (long long)m.pend[b][x]);
                 say(h, id, "brick %u: clearing counters that blame nobody "
-                    "(%lld %lld %lld, dirty %lld)", b + 1,
-                    (long long)m.pend[b][0], (long long)m.pend[b][1],
-                    (long long)m.pend[b][2], (long long)m.dirty[b]);
+                    "(pending%s, dirty %lld)", b + 1, cnt,
+                    (long long)m.dirty[b]);
+            }
             if (any)
                 wmask |= 1u << b;
             else if (all_zero && (idxm & (1u << b)))
@@ -1586,7 +1600,7 @@ int heal_list(struct healer *h, struct heal_item **items, size_t *n)
         it->id = iv.v[i];
         if (find_obj(h, &it->id, 0, &a) == 0) {
             it->type = a.mode & S_IFMT;
-            it->orphan = S_ISREG(a.mode) && a.nlink == 0;
+            it->orphan = is_orphan(&a);
         }
         read_marks(h, healer_up_mask(h), &it->id, &it->m);
         heal_decide(&it->m, &it->v);
