@@ -148,8 +148,12 @@ else
 fi
 if ((do_rfs)); then
   for t in replicafsd mount.replicafs replicafs; do
-    ninja -C build-release "$t" >>"$blog" 2>&1 ||
+    # A stale binary from an older tree may not even speak today's
+    # protocol: measure nothing rather than the wrong program.
+    ninja -C build-release "$t" >>"$blog" 2>&1 || {
+      rm -f "build-release/$t"
       log "note: target $t did not build (see $blog)"
+    }
   done
 fi
 

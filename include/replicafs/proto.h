@@ -227,6 +227,9 @@ struct mkdir_req {
 
 enum create_flags {
     CREATE_EXCL = 1u << 0,
+    /* Open the new file for this connection, as an OPEN would (pinned
+     * until RELEASE): a create+open costs one request, not two. */
+    CREATE_OPEN = 1u << 1,
 };
 struct create_req {
     struct rfs_id parent;
@@ -385,6 +388,18 @@ struct entrylk_req {
  * return the new values.  All-zero deltas just read them.  The brick keeps
  * the object in its heal index exactly while dirty != 0 or any pending
  * counter != 0.  pending[i] counts changes brick i+1 missed. */
+/* XATTROP with a lock: the client's transaction steps "lock, mark dirty"
+ * and "clear dirty, unlock" each in one round trip instead of two.  The
+ * lock is a write lock of holder (connection, lk_owner): the inode lock of
+ * id, or with XO_ENTRY the entry lock (id, lk_name) ("" = whole folder). */
+enum xattrop_lk {
+    XO_LOCK = 1u << 0,     /* take the lock, then apply the deltas; if they
+                              fail the lock is released: both or neither */
+    XO_UNLOCK = 1u << 1,   /* apply the deltas, then release the lock, even
+                              when they failed */
+    XO_NONBLOCK = 1u << 2, /* with XO_LOCK: EAGAIN instead of waiting */
+    XO_ENTRY = 1u << 3,    /* the entry lock, not the inode lock */
+};
 struct xattrop_req {
     struct rfs_id id;
     int64_t dirty;
@@ -393,6 +408,9 @@ struct xattrop_req {
     /* Heal only, on the root id: clear the brick's suspect mark if it is
      * still this generation (0: leave it).  docs/reliability.md, rule 7. */
     uint64_t clear_suspect;
+    uint32_t lk;           /* enum xattrop_lk; 0: no lock */
+    uint64_t lk_owner;
+    char lk_name[PROTO_NAME_MAX + 1]; /* XO_ENTRY only */
 };
 struct xattrop_rep {
     int64_t dirty;

@@ -28,6 +28,13 @@
  *                   some brick missed it (the blame is on disk first);
  *   et_unlock()     releases every entry lock taken; then ops->destroy.
  *
+ *   One entry under one parent (all but rename across names) takes the
+ *   compound path: LOCK_TRY/LOCK_SEQ send XATTROP(dirty+1, XO_LOCK|
+ *   XO_ENTRY), which locks and marks in one request (et_cstart, et_cseq_step),
+ *   so MARK has nothing left to send (et_mark -> et_mark_eval); POST's
+ *   dirty-1 carries XO_UNLOCK, and et_unlock only unlocks the bricks POST
+ *   did not reach (t->released).  Two round trips fewer per change.
+ *
  * Invariants:
  *  1. ops->finish runs exactly once (et_answer guards it), before the
  *     transaction is freed.
@@ -103,6 +110,9 @@ struct etxn {
     int st[MAXB];               /* each brick's answer to the change */
     bool answered;
     bool answer_after_post;
+    bool compound;              /* one entry, one parent: lock+mark in one */
+    bool busy;                  /* compound LOCK_TRY: some brick was held */
+    bmask_t released;           /* compound POST released these locks */
     int status;
     struct fan fan;
     struct xattrop_req pxr[2];
@@ -193,12 +203,17 @@ static void et_locked(struct etxn *t)
     t->part = t->want & t->locked[0];
     if (t->nent == 2)
         t->part &= t->locked[1];
+    if (t->compound) /* locked and marked, or found no parent (et_creply) */
+        t->part = t->want & (t->locked[0] | t->mark_enoent);
     if (bmask_count(t->part) < v->quorum) {
         log_warn("%s: only %u of %u bricks locked, need %u",
                  proto_op_name(t->ops->opcode), bmask_count(t->part), v->n,
                  v->quorum);
         et_answer(t, t->lock_fail == -ENOENT ? -ENOENT : -EROFS);
-        et_unlock(t);
+        if (t->compound)
+            et_post(t, t->marked, 0); /* clears, then unlocks */
+        else
+            et_unlock(t);
         return;
     }
     if (t->ops->precheck) {
@@ -243,6 +258,8 @@ static void et_lock_seq_done(struct fan *f)
     et_lock_seq(t);
 }
 
+static void et_cseq_step(struct etxn *t);
+
 static void et_lock_seq(struct etxn *t)
 {
     struct volume *v = t->v;
@@ -251,6 +268,10 @@ static void et_lock_seq(struct etxn *t)
         t->seq_b++;
     if (t->seq_b >= v->n) {
         et_locked(t);
+        return;
+    }
+    if (t->compound) {
+        et_cseq_step(t);
         return;
     }
     t->lk[t->seq_e].flags = 0; /* blocking: our turn in the order */
@@ -312,6 +333,111 @@ static void et_lock_try_done(struct fan *f)
     fan_end(&t->fan);
 }
 
+/* ---- compound locking: one entry, one parent ----
+ *
+ * The entry lock (parent, name) and the parent's dirty+1 go in one XATTROP
+ * per brick (XO_LOCK|XO_ENTRY, proto.h: both or neither), and POST's
+ * dirty-1 releases the lock with it (XO_UNLOCK).  Same order, same
+ * fallbacks as the plain path: all at once non-blocking; if some brick is
+ * held, give back (dirty-1 + unlock) and go brick by brick, blocking.  A
+ * brick without the parent answers ENOENT and holds nothing: it counts in
+ * `part` as the plain path's "locked, but the mark found no parent", so
+ * the retry rule of et_mark_eval is the same. */
+
+static void et_mark_reply(struct fan *f, unsigned slot, int status,
+                          const void *rep);
+
+static void et_creply(struct fan *f, unsigned slot, int status,
+                      const void *rep)
+{
+    struct etxn *t = f->owner;
+    unsigned b = f->slot[slot].brick;
+
+    et_mark_reply(f, slot, status, rep); /* stale, mark_enoent */
+    if (status == 0) {
+        t->locked[0] |= BMASK(b);
+        t->marked |= BMASK(b);
+    } else if (status == -EAGAIN) {
+        t->busy = true;
+    } else if (status != -ENOENT && status != -ESTALE) {
+        note_lock_failure(t, b, status);
+        t->want &= ~BMASK(b);
+    }
+}
+
+static void et_cseq_done(struct fan *f)
+{
+    struct etxn *t = f->owner;
+
+    t->seq_b++;
+    et_lock_seq(t);
+}
+
+static void et_cxr(struct etxn *t, int64_t dirty, uint32_t lk)
+{
+    memset(&t->pxr[0], 0, sizeof(t->pxr[0]));
+    t->pxr[0].id = t->par[0]->id;
+    t->pxr[0].dirty = dirty;
+    t->pxr[0].npending = t->v->n;
+    t->pxr[0].lk = lk | XO_ENTRY;
+    t->pxr[0].lk_owner = t->lk[0].owner;
+    memcpy(t->pxr[0].lk_name, t->lk[0].name, sizeof(t->lk[0].name));
+}
+
+/* et_lock_seq's step on the compound path: brick seq_b, blocking. */
+static void et_cseq_step(struct etxn *t)
+{
+    struct volume *v = t->v;
+
+    et_cxr(t, 1, XO_LOCK); /* blocking: our turn in the order */
+    fan_begin(&t->fan, v, et_creply, et_cseq_done, t);
+    fan_call(&t->fan, SLOT(0, t->seq_b), t->seq_b, OP_XATTROP, &t->pxr[0]);
+    fan_end(&t->fan);
+}
+
+static void et_cundo_done(struct fan *f)
+{
+    struct etxn *t = f->owner;
+
+    t->locked[0] = t->marked = t->stale = t->mark_enoent = 0;
+    t->lock_fail = 0;
+    t->state = ET_LOCK_SEQ;
+    t->seq_b = 0;
+    et_lock_seq(t);
+}
+
+static void et_ctry_done(struct fan *f)
+{
+    struct etxn *t = f->owner;
+    struct volume *v = t->v;
+
+    if (!t->busy) {
+        et_locked(t);
+        return;
+    }
+    t->state = ET_LOCK_UNDO;
+    et_cxr(t, -1, XO_UNLOCK);
+    fan_begin(&t->fan, v, NULL, et_cundo_done, t);
+    for (unsigned b = 0; b < v->n; b++)
+        if (t->locked[0] & BMASK(b))
+            fan_call(&t->fan, SLOT(0, b), b, OP_XATTROP, &t->pxr[0]);
+    fan_end(&t->fan);
+}
+
+static void et_cstart(struct etxn *t)
+{
+    struct volume *v = t->v;
+
+    t->busy = false;
+    t->stale = t->mark_enoent = t->marked = t->released = 0;
+    et_cxr(t, 1, XO_LOCK | XO_NONBLOCK);
+    fan_begin(&t->fan, v, et_creply, et_ctry_done, t);
+    for (unsigned b = 0; b < v->n; b++)
+        if (t->want & BMASK(b))
+            fan_call(&t->fan, SLOT(0, b), b, OP_XATTROP, &t->pxr[0]);
+    fan_end(&t->fan);
+}
+
 static void et_start(struct etxn *t)
 {
     struct volume *v = t->v;
@@ -319,6 +445,12 @@ static void et_start(struct etxn *t)
 
     t->state = ET_LOCK_TRY;
     t->want = v->up;
+    t->compound = t->nent == 1 && t->npar == 1;
+    if (t->compound) {
+        t->lk[0].owner = owner;
+        et_cstart(t);
+        return;
+    }
     fan_begin(&t->fan, v, NULL, et_lock_try_done, t);
     for (unsigned e = 0; e < t->nent; e++) {
         t->lk[e].owner = owner;
@@ -337,7 +469,7 @@ static void et_restart_cb(struct vdefer *d)
     t->retry = false;
     t->locked[0] = t->locked[1] = 0;
     t->lock_fail = 0;
-    t->part = t->marked = t->stale = t->mark_enoent = 0;
+    t->part = t->marked = t->stale = t->mark_enoent = t->released = 0;
     if (vol_change_allowed(t->v) < 0) {
         et_answer(t, -EROFS);
         et_free(t);
@@ -369,7 +501,8 @@ static void et_unlock(struct etxn *t)
         t->unlk[e].type = LK_UN;
         t->unlk[e].flags = 0;
         for (unsigned b = 0; b < v->n; b++)
-            if ((t->locked[e] & BMASK(b)) && (v->up & BMASK(b)))
+            if ((t->locked[e] & ~t->released & BMASK(b)) &&
+                (v->up & BMASK(b)))
                 fan_call(&t->fan, SLOT(e, b), b, OP_ENTRYLK, &t->unlk[e]);
     }
     fan_end(&t->fan);
@@ -382,7 +515,10 @@ static void et_pre_done(struct etxn *t, bool proceed, int status)
 {
     if (!proceed) {
         et_answer(t, status);
-        et_unlock(t);
+        if (t->compound)
+            et_post(t, t->marked, 0); /* marked with the lock: clear */
+        else
+            et_unlock(t);
         return;
     }
     et_mark(t);
@@ -390,12 +526,11 @@ static void et_pre_done(struct etxn *t, bool proceed, int status)
 
 static void et_op(struct etxn *t);
 
-static void et_mark_done(struct fan *f)
+/* The parents are marked on t->marked (of t->part): go on, retry or fail. */
+static void et_mark_eval(struct etxn *t)
 {
-    struct etxn *t = f->owner;
-    bmask_t unmarked = t->part & ~(fan_ok_mask(f) & t->part);
+    bmask_t unmarked = t->part & ~t->marked;
 
-    t->marked = fan_ok_mask(f) & t->part;
     if (bmask_count(t->marked) < t->v->quorum && unmarked &&
         (unmarked & ~t->mark_enoent) == 0 && t->retries < ET_RETRIES) {
         /* The parent is missing on some bricks: most likely another
@@ -422,6 +557,14 @@ static void et_mark_done(struct fan *f)
     et_op(t);
 }
 
+static void et_mark_done(struct fan *f)
+{
+    struct etxn *t = f->owner;
+
+    t->marked = fan_ok_mask(f) & t->part;
+    et_mark_eval(t);
+}
+
 /* The parents' markers, read under the entry locks: which bricks are
  * stale for them (their refusals say nothing about the name). */
 static void et_mark_reply(struct fan *f, unsigned slot, int status,
@@ -444,6 +587,11 @@ static void et_mark(struct etxn *t)
 {
     struct volume *v = t->v;
 
+    if (t->compound) { /* marked with the locks already */
+        t->state = ET_MARK;
+        et_mark_eval(t);
+        return;
+    }
     t->state = ET_MARK;
     t->stale = 0;
     fan_begin(&t->fan, v, et_mark_reply, et_mark_done, t);
@@ -548,6 +696,14 @@ static void et_post(struct etxn *t, bmask_t clear, bmask_t blame_on)
         for (unsigned b = 0; b < v->n; b++)
             if (t->missed & BMASK(b))
                 t->pxr[p].pending[b] = 1;
+        if (t->compound) {
+            /* The entry lock goes with the clear (XO_UNLOCK), on the
+             * bricks that get it; et_unlock does the others. */
+            t->pxr[p].lk = XO_UNLOCK | XO_ENTRY;
+            t->pxr[p].lk_owner = t->lk[0].owner;
+            memcpy(t->pxr[p].lk_name, t->lk[0].name, sizeof(t->lk[0].name));
+            t->released |= clear & t->locked[0];
+        }
         for (unsigned b = 0; b < v->n; b++)
             if (clear & BMASK(b))
                 fan_call(&t->fan, SLOT(p, b), b, OP_XATTROP, &t->pxr[p]);
@@ -598,6 +754,8 @@ struct et_make {
     struct proto_attr attr;
     int attr_brick;
     bool existed;            /* PRE found the name (create) */
+    struct vfile *f;         /* create: opened with it (CREATE_OPEN) */
+    vol_create_cb ccb;       /* create's callback (cb is NULL) */
     struct mkwait w;
     struct rcall rc;
     struct lookup_req lreq;
@@ -631,18 +789,47 @@ static int make_reply(struct etxn *t, unsigned b, const void *rep)
     return 0;
 }
 
+/* create: the file is open on the bricks that made it (CREATE_OPEN). */
+static void create_finish(struct et_make *m, int status)
+{
+    struct etxn *t = &m->t;
+    struct vfile *f = m->f;
+
+    m->f = NULL;
+    if (status < 0 || m->existed) {
+        if (t->ok && !m->existed) {
+            /* A minority made it, and holds it open: give that back. */
+            vfile_opened(f, t->ok);
+            volume_release(t->v, f, NULL, NULL);
+        } else {
+            vfile_discard(f);
+        }
+        m->ccb(status, status < 0 ? NULL : t->child,
+               status < 0 ? NULL : &m->attr, false, NULL, m->arg);
+        return;
+    }
+    /* No fresh markers as volume_open fetches: this transaction just wrote
+     * them (make_finish), and nobody could know the id before. */
+    vfile_opened(f, t->ok);
+    m->ccb(0, t->child, &m->attr, true, f, m->arg);
+}
+
 static void make_finish(struct etxn *t, int status)
 {
     struct et_make *m = vcontainer_of(t, struct et_make, t);
     struct vinode *vi = t->child;
 
+    if (status == 0 && !m->existed && vi->mk_epoch == 0 && !vi->mk) {
+        /* A new object: its markers are what this transaction wrote. */
+        vi->mk_epoch = t->v->epoch;
+    }
+    if (m->ccb) {
+        create_finish(m, status);
+        return;
+    }
     if (status < 0) {
         m->cb(status, NULL, NULL, false, m->arg);
         return;
-    }
-    if (!m->existed && vi->mk_epoch == 0 && !vi->mk) {
-        /* A new object: its markers are what this transaction wrote. */
-        vi->mk_epoch = t->v->epoch;
     }
     m->cb(0, vi, &m->attr, !m->existed, m->arg);
 }
@@ -833,14 +1020,21 @@ int volume_symlink(struct volume *v, struct vinode *parent, const char *name,
 
 int volume_create(struct volume *v, struct vinode *parent, const char *name,
                   uint32_t mode, uint32_t uid, uint32_t gid, bool excl,
-                  vol_entry_cb cb, void *arg)
+                  uint32_t oflags, vol_create_cb cb, void *arg)
 {
     struct et_make *m;
     int rc = make_new(v, parent, name, excl ? &create_ops : &create_pre_ops,
-                      cb, arg, &m);
+                      NULL, arg, &m);
 
     if (rc < 0)
         return rc;
+    /* Made now, so that nothing can fail once the bricks hold it open. */
+    m->f = vfile_new(v, m->t.child, oflags);
+    if (!m->f) {
+        et_free(&m->t);
+        return -ENOMEM;
+    }
+    m->ccb = cb;
     m->excl = excl;
     m->req.create.parent = parent->id;
     snprintf(m->req.create.name, sizeof(m->req.create.name), "%s", name);
@@ -851,7 +1045,7 @@ int volume_create(struct volume *v, struct vinode *parent, const char *name,
     /* Always EXCL on the wire: after PRE found nothing under the lock, a
      * brick that has the name is a stale one, and must not hand back an
      * object with another id. */
-    m->req.create.flags = CREATE_EXCL;
+    m->req.create.flags = CREATE_EXCL | CREATE_OPEN;
     m->lreq.parent = parent->id;
     snprintf(m->lreq.name, sizeof(m->lreq.name), "%s", name);
     et_start(&m->t);

@@ -628,7 +628,7 @@ static int data_heal(struct healer *h, unsigned s, unsigned k,
     struct setattr_req tr = {.id = *id, .valid = SETATTR_SIZE,
                              .size = src->size};
     struct attr_rep arep;
-    struct proto_attr ka;
+    struct proto_attr ka = {0}; /* -O3 cannot see getattr_on fill it */
     uint64_t off = 0;
     int rc;
 
@@ -794,7 +794,7 @@ static int make_entry(struct healer *h, unsigned s, unsigned k, uint32_t srcs,
                       struct heal_stats *st)
 {
     const struct proto_attr *a = &e->a;
-    struct proto_attr ka;
+    struct proto_attr ka = {0}; /* -O3 cannot see getattr_on fill it */
     struct attr_rep rep;
     int64_t pend[PROTO_MAX_BRICKS] = {0};
     int rc;

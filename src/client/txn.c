@@ -9,27 +9,27 @@
  *    "window" (struct iwin) that is kept across changes so that a stream of
  *    writes to an open file costs one round trip per write:
  *
- *     (no window) --iwin_begin--> LOCKING --iwin_lock_done--> MARKING
- *          ^                                                     |
- *          |                                         iwin_mark_done
- *          |                                                     v
- *     UNLOCKING <--iwin_unmark_done-- UNMARKING <--iwin_end-- HELD <-+
- *          |                                                  |  |   |
- *          +--iwin_unlock_done: window freed;                 |  iop_done
- *             the queue starts a new one                      +--iop_start
+ *     (no window) --iwin_begin--> LOCKING --iwin_lock_done--> HELD <-+
+ *          ^                                                  |  |   |
+ *          |                                          iwin_end   |  iop_done
+ *          |                                                  v  +--iop_start
+ *          +--iwin_unmark_done: window freed; ------------ UNMARKING
+ *             the queue starts a new one
  *
- *    LOCKING  INODELK on every up brick: first all at once, non-blocking;
- *             if any is busy, release and take them one by one in brick
- *             order, blocking (no deadlock: every client goes 1, 2, 3).
- *    MARKING  XATTROP dirty+1 on the locked bricks.
+ *    LOCKING  lock and dirty+1 in one XATTROP (XO_LOCK: the brick grants
+ *             the inode lock, then marks; both or neither) on every up
+ *             brick: first all at once, non-blocking; if any is busy, take
+ *             back what was granted (dirty-1 + XO_UNLOCK) and lock one by
+ *             one in brick order, blocking (no deadlock: every client goes
+ *             1, 2, 3).  Each grant returns the markers read under it.
  *    HELD     queued changes run one at a time (so overlapping writes are
  *             applied in the same order on every brick) on the bricks of
  *             the window.  When a change misses a brick X (down, or failed)
  *             the bricks that did it get pending[X]+1 before the caller is
  *             answered, once per window and brick (iop_done).
- *    UNMARKING XATTROP dirty-1 on the bricks that did every change; then
- *             queued flushes are answered.
- *    UNLOCKING INODELK unlock.
+ *    UNMARKING XATTROP dirty-1 + XO_UNLOCK on the bricks that did every
+ *             change, a plain INODELK unlock on the other locked ones;
+ *             then queued flushes are answered.
  *
  *    The window ends (iwin_end) when a flush/release reaches the queue's
  *    head; when the queue is empty and no open file can write (at once) or
@@ -99,11 +99,9 @@
 /* ==================================================================== */
 
 enum iwin_state {
-    IW_LOCKING,
-    IW_MARKING,
+    IW_LOCKING,   /* lock + dirty+1 (one XATTROP per brick) */
     IW_HELD,
-    IW_UNMARKING,
-    IW_UNLOCKING,
+    IW_UNMARKING, /* dirty-1 + unlock (one XATTROP per brick) */
 };
 
 struct iop;
@@ -144,7 +142,7 @@ struct iwin {
     bmask_t marked;             /* dirty+1 done */
     bmask_t mask;               /* bricks of the window (invariant 2) */
     bmask_t recorded;           /* pending[X]+1 done this window */
-    bmask_t accused;            /* MARKING: blamed by a locked brick */
+    bmask_t accused;            /* LOCKING: blamed by a locked brick */
     unsigned lock_next;         /* LOCKING one by one: next brick */
     bool lock_seq;              /* LOCKING one by one (after a busy one) */
     bool lock_undo;             /* releasing the non-blocking grants */
@@ -343,24 +341,15 @@ static void iwin_free(struct iwin *w)
     volume_inode_put(vi);
 }
 
-static void iwin_unlock_done(struct fan *f)
+/* Fill w->xr: dirty += d on the window's object, with lock step lk. */
+static void iwin_xr(struct iwin *w, int64_t d, uint32_t lk)
 {
-    iwin_free(f->owner);
-}
-
-static void iwin_unlock(struct iwin *w)
-{
-    struct volume *v = w->vi->v;
-
-    w->st = IW_UNLOCKING;
-    w->unlk = w->lk;
-    w->unlk.type = LK_UN;
-    w->unlk.flags = 0;
-    fan_begin(&w->fan, v, NULL, iwin_unlock_done, w);
-    for (unsigned b = 0; b < v->n; b++)
-        if ((w->locked & BMASK(b)) && (v->up & BMASK(b)))
-            fan_call(&w->fan, b, b, OP_INODELK, &w->unlk);
-    fan_end(&w->fan);
+    memset(&w->xr, 0, sizeof(w->xr));
+    w->xr.id = w->vi->id;
+    w->xr.dirty = d;
+    w->xr.npending = w->vi->v->n;
+    w->xr.lk = lk;
+    w->xr.lk_owner = w->owner;
 }
 
 static void iwin_unmark_done(struct fan *f)
@@ -368,11 +357,15 @@ static void iwin_unmark_done(struct fan *f)
     struct iwin *w = f->owner;
 
     flushes_answer(w->vi);
-    iwin_unlock(w);
+    iwin_free(w);
 }
 
-/* HELD (or a failed MARKING) -> UNMARKING: dirty-1 where every change
- * succeeded. */
+/*
+ * HELD (or a failed LOCKING) -> UNMARKING: dirty-1 and unlock in one
+ * XATTROP where every change succeeded; a plain unlock on the other
+ * locked bricks (a minority did a change: keep_dirty, or a brick left the
+ * window).  Bricks that are down dropped their locks with the link.
+ */
 static void iwin_end(struct iwin *w)
 {
     struct volume *v = w->vi->v;
@@ -381,14 +374,17 @@ static void iwin_end(struct iwin *w)
     assert(!w->running && !w->recording);
     post_disarm(w);
     w->st = IW_UNMARKING;
-    memset(&w->xr, 0, sizeof(w->xr));
-    w->xr.id = w->vi->id;
-    w->xr.dirty = -1;
-    w->xr.npending = v->n;
+    iwin_xr(w, -1, XO_UNLOCK);
+    w->unlk = w->lk;
+    w->unlk.type = LK_UN;
+    w->unlk.flags = 0;
     fan_begin(&w->fan, v, NULL, iwin_unmark_done, w);
-    for (unsigned b = 0; b < v->n; b++)
+    for (unsigned b = 0; b < v->n; b++) {
         if (clear & BMASK(b))
             fan_call(&w->fan, b, b, OP_XATTROP, &w->xr);
+        else if ((w->locked & BMASK(b)) && (v->up & BMASK(b)))
+            fan_call(&w->fan, b, b, OP_INODELK, &w->unlk);
+    }
     fan_end(&w->fan);
 }
 
@@ -408,9 +404,9 @@ static int lock_fail_status(const struct fan *f)
     return any && all_enoent ? -ENOENT : -EROFS;
 }
 
-/* The markers every locked brick returns while the lock is held are the
- * truth about who blames whom for this object: keep them (read policy,
- * and the size an append starts from). */
+/* The markers every brick returns as it grants the lock are the truth
+ * about who blames whom for this object: keep them (read policy, and the
+ * size an append starts from). */
 static void iwin_mark_reply_cb(struct fan *f, unsigned slot, int status,
                                const void *rep)
 {
@@ -427,59 +423,34 @@ static void iwin_mark_reply_cb(struct fan *f, unsigned slot, int status,
             w->accused |= BMASK(i);
 }
 
-static void iwin_mark_done(struct fan *f)
+/* LOCKING done: every brick in w->locked is locked and marked dirty (one
+ * XATTROP did both, or neither). */
+static void iwin_lock_done(struct iwin *w, int fail)
 {
-    struct iwin *w = f->owner;
     struct vinode *vi = w->vi;
     struct volume *v = vi->v;
 
-    w->marked = fan_ok_mask(f);
+    w->marked = w->locked;
     w->mask = w->marked;
-    if (bmask_count(w->marked) >= v->quorum && !vi->mk) {
-        vi->blamed = w->accused | vi->blamed_new;
-        vi->mk_epoch = v->epoch;
-    }
     if (bmask_count(w->marked) < v->quorum) {
         /* The object gone everywhere (unlinked by another client since
          * this one looked it up) is ENOENT, which the mount answers ESTALE
          * so that the kernel looks the name up again; only missing bricks
          * make it EROFS. */
-        int fail = lock_fail_status(f);
-
         if (fail == -EROFS)
-            log_warn("write lock: only %u of %u bricks marked, need %u",
+            log_warn("write lock: only %u of %u bricks locked, need %u",
                      bmask_count(w->marked), v->n, v->quorum);
-        queue_fail(w->vi, fail);
+        queue_fail(vi, fail);
         iwin_end(w);
         return;
     }
+    if (!vi->mk) {
+        vi->blamed = w->accused | vi->blamed_new;
+        vi->mk_epoch = v->epoch;
+    }
     w->st = IW_HELD;
     w->held_since = uv_now(v->loop);
-    iwin_run(w->vi);
-}
-
-static void iwin_lock_done(struct iwin *w, int fail)
-{
-    struct volume *v = w->vi->v;
-
-    if (bmask_count(w->locked) < v->quorum) {
-        log_warn("write lock: only %u of %u bricks locked, need %u",
-                 bmask_count(w->locked), v->n, v->quorum);
-        queue_fail(w->vi, fail);
-        iwin_unlock(w);
-        return;
-    }
-    w->st = IW_MARKING;
-    w->accused = 0;
-    memset(&w->xr, 0, sizeof(w->xr));
-    w->xr.id = w->vi->id;
-    w->xr.dirty = 1;
-    w->xr.npending = v->n;
-    fan_begin(&w->fan, v, iwin_mark_reply_cb, iwin_mark_done, w);
-    for (unsigned b = 0; b < v->n; b++)
-        if (w->locked & BMASK(b))
-            fan_call(&w->fan, b, b, OP_XATTROP, &w->xr);
-    fan_end(&w->fan);
+    iwin_run(vi);
 }
 
 static void iwin_lock_seq(struct iwin *w);
@@ -512,9 +483,9 @@ static void iwin_lock_seq(struct iwin *w)
         iwin_lock_done(w, w->fail ? w->fail : -ENOENT);
         return;
     }
-    w->lk.flags = 0;
-    fan_begin(&w->fan, v, NULL, iwin_lock_seq_done, w);
-    fan_call(&w->fan, w->lock_next, w->lock_next, OP_INODELK, &w->lk);
+    iwin_xr(w, 1, XO_LOCK);
+    fan_begin(&w->fan, v, iwin_mark_reply_cb, iwin_lock_seq_done, w);
+    fan_call(&w->fan, w->lock_next, w->lock_next, OP_XATTROP, &w->xr);
     fan_end(&w->fan);
 }
 
@@ -528,6 +499,7 @@ static void iwin_lock_try_done(struct fan *f)
         /* The grants are released: take the locks one by one. */
         w->lock_undo = false;
         w->locked = 0;
+        w->accused = 0;
         w->lock_seq = true;
         w->lock_next = 0;
         w->fail = 0;
@@ -543,19 +515,19 @@ static void iwin_lock_try_done(struct fan *f)
         return;
     }
     /* Someone holds it on some brick: holding the others while waiting
-     * could deadlock with a client going in brick order. */
+     * could deadlock with a client going in brick order.  Take back the
+     * marks made with the grants, and the grants. */
     w->lock_undo = true;
-    w->unlk = w->lk;
-    w->unlk.type = LK_UN;
-    w->unlk.flags = 0;
+    iwin_xr(w, -1, XO_UNLOCK);
     fan_begin(&w->fan, v, NULL, iwin_lock_try_done, w);
     for (unsigned b = 0; b < v->n; b++)
         if (w->locked & BMASK(b))
-            fan_call(&w->fan, b, b, OP_INODELK, &w->unlk);
+            fan_call(&w->fan, b, b, OP_XATTROP, &w->xr);
     fan_end(&w->fan);
 }
 
-/* (no window) -> LOCKING. */
+/* (no window) -> LOCKING: lock and dirty+1 on every up brick in one
+ * non-blocking XATTROP each (XO_LOCK, proto.h). */
 static int iwin_begin(struct vinode *vi)
 {
     struct volume *v = vi->v;
@@ -574,11 +546,12 @@ static int iwin_begin(struct vinode *vi)
     w->lk.id = vi->id;
     w->lk.owner = w->owner;
     w->lk.type = LK_WR;
-    w->lk.flags = LK_NONBLOCK;
-    fan_begin(&w->fan, v, NULL, iwin_lock_try_done, w);
+    w->accused = 0;
+    iwin_xr(w, 1, XO_LOCK | XO_NONBLOCK);
+    fan_begin(&w->fan, v, iwin_mark_reply_cb, iwin_lock_try_done, w);
     for (unsigned b = 0; b < v->n; b++)
         if (w->want & BMASK(b))
-            fan_call(&w->fan, b, b, OP_INODELK, &w->lk);
+            fan_call(&w->fan, b, b, OP_XATTROP, &w->xr);
     fan_end(&w->fan);
     return 0;
 }
@@ -968,6 +941,37 @@ struct vfile {
     struct fan fan;
 };
 
+struct vfile *vfile_new(struct volume *v, struct vinode *vi, uint32_t flags)
+{
+    struct vfile *f = calloc(1, sizeof(*f));
+
+    if (!f)
+        return NULL;
+    f->v = v;
+    vlist_init(&f->link);
+    f->vi = vi;
+    volume_inode_ref(vi);
+    f->flags = flags;
+    return f;
+}
+
+static void vfile_free(struct vfile *f);
+
+void vfile_discard(struct vfile *f)
+{
+    vfile_free(f);
+}
+
+void vfile_opened(struct vfile *f, bmask_t opened)
+{
+    f->opened = opened;
+    if ((f->flags & O_ACCMODE) != O_RDONLY) {
+        f->writer = true;
+        f->vi->writers++;
+    }
+    vlist_add_tail(&f->v->files, &f->link);
+}
+
 struct vinode *volume_file_inode(const struct vfile *f)
 {
     return f->vi;
@@ -1101,11 +1105,7 @@ static void open_finish(struct op_open *op)
         else
             vfile_free(op->f);
     } else {
-        if ((op->f->flags & O_ACCMODE) != O_RDONLY) {
-            op->f->writer = true;
-            vi->writers++;
-        }
-        vlist_add_tail(&op->v->files, &op->f->link);
+        vfile_opened(op->f, op->f->opened);
         op->cb(0, op->f, &op->attrs[pick], op->arg);
     }
     free(op);
@@ -1146,17 +1146,12 @@ int volume_open(struct volume *v, struct vinode *vi, uint32_t flags,
     op = calloc(1, sizeof(*op));
     if (!op)
         return -ENOMEM;
-    op->f = calloc(1, sizeof(*op->f));
+    op->f = vfile_new(v, vi, flags);
     if (!op->f) {
         free(op);
         return -ENOMEM;
     }
     op->v = v;
-    op->f->v = v;
-    vlist_init(&op->f->link);
-    op->f->vi = vi;
-    volume_inode_ref(vi);
-    op->f->flags = flags;
     op->cb = cb;
     op->arg = arg;
     op->req.id = vi->id;

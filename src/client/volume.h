@@ -68,6 +68,11 @@ typedef void (*vol_attr_cb)(int status, const struct proto_attr *attr,
 typedef void (*vol_entry_cb)(int status, struct vinode *vi,
                              const struct proto_attr *attr, bool created,
                              void *arg);
+/* volume_create: as vol_entry_cb, and f the file opened with it when it
+ * was made (NULL when created is false, or on failure). */
+typedef void (*vol_create_cb)(int status, struct vinode *vi,
+                              const struct proto_attr *attr, bool created,
+                              struct vfile *f, void *arg);
 typedef void (*vol_data_cb)(int status, const uint8_t *data, size_t len,
                             void *arg);
 typedef void (*vol_write_cb)(int status, uint32_t count,
@@ -170,10 +175,13 @@ int volume_symlink(struct volume *v, struct vinode *parent, const char *name,
                    const char *target, uint32_t uid, uint32_t gid,
                    vol_entry_cb cb, void *arg);
 /* excl: fail with -EEXIST if the name exists; else an existing regular
- * file is returned with created = false. */
+ * file is returned with created = false.  A file it makes it also opens
+ * (oflags: open(2) flags, as volume_open) in the same request (CREATE_OPEN):
+ * the callback's f, to free with volume_release().  An existing file is
+ * not opened: the caller opens it (after truncating it, maybe). */
 int volume_create(struct volume *v, struct vinode *parent, const char *name,
                   uint32_t mode, uint32_t uid, uint32_t gid, bool excl,
-                  vol_entry_cb cb, void *arg);
+                  uint32_t oflags, vol_create_cb cb, void *arg);
 int volume_link(struct volume *v, struct vinode *vi, struct vinode *newparent,
                 const char *newname, vol_entry_cb cb, void *arg);
 int volume_unlink(struct volume *v, struct vinode *parent, const char *name,

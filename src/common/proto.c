@@ -188,7 +188,7 @@ static const struct field create_req_f[] = {
     U32(create_req, mode),
     U32(create_req, uid),
     U32(create_req, gid),
-    U32M(create_req, flags, CREATE_EXCL),
+    U32M(create_req, flags, CREATE_EXCL | CREATE_OPEN),
 };
 static const struct field create_rep_f[] = {
     ATTR(create_rep, attr),
@@ -281,6 +281,9 @@ static const struct field xattrop_req_f[] = {
     I64(xattrop_req, dirty),
     I64ARR(xattrop_req, npending, pending),
     U64(xattrop_req, clear_suspect),
+    U32M(xattrop_req, lk, XO_LOCK | XO_UNLOCK | XO_NONBLOCK | XO_ENTRY),
+    U64(xattrop_req, lk_owner),
+    NAMEOPT(xattrop_req, lk_name),
 };
 static const struct field xattrop_rep_f[] = {
     I64(xattrop_rep, dirty),

@@ -1,11 +1,22 @@
 /*
  * Heal index (see healidx.h).
  *
- * Design.  An entry is an empty file named by the object's hex id in
- * .replicafs/heal/.  Adding is openat(O_CREAT|O_EXCL) (so we know whether
- * it is new, for the exact count) followed by a fire-and-forget close;
- * removing is unlinkat.  Both go through the ring.  Listing pages through
- * the directory with getdents64 cookies on a pool thread.
+ * Design.  An entry is a name in .replicafs/heal/: the object's hex id.
+ * Adding is a hard link to one empty file, .replicafs/heal.base (linkat
+ * fails with EEXIST when the entry is there, so we know whether it is new,
+ * for the exact count); removing is unlinkat.  Both go through the ring.
+ * Listing pages through the directory with getdents64 cookies on a pool
+ * thread.
+ *
+ * Why links: every change marks its object dirty first and clears it
+ * after, so a small-file create adds and removes two entries on each brick.
+ * An empty file per entry cost an inode allocation each time, and ext4's
+ * allocator scans its recently freed inodes (recently_deleted) on every
+ * one: a third of a brick's CPU in a create-heavy run (docs/performance.md,
+ * finding 3).  A link allocates nothing.  When the base is missing or full
+ * (ext4 allows 65,000 links; a brick down for long can leave more objects
+ * pending) the entry falls back to an empty file of its own: same name,
+ * same meaning, the listing cannot tell them apart.
  *
  * Invariants:
  *  1. add and del are idempotent: EEXIST on add and ENOENT on del are
@@ -78,6 +89,12 @@ int healidx_init(struct healidx *h, struct store *st)
 
     h->st = st;
     h->count = 0;
+    /* The base of every linked entry (Design); a brick from before links
+     * has none yet.  Failing here only means entries of their own. */
+    rc = openat(st->meta_fd, HEALIDX_BASE,
+                O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (rc >= 0)
+        close(rc);
     rc = dents_open(&d, st->heal_fd, 0);
     if (rc < 0)
         return rc;
@@ -102,17 +119,33 @@ static void add_cb(struct store_op *sop, int res)
     op->cb(op, res);
 }
 
+static void link_cb(struct store_op *sop, int res)
+{
+    struct healidx_op *op = container_of(sop, struct healidx_op, sop);
+
+    if (res == -EMLINK || res == -ENOENT) {
+        /* The base is full or gone: an entry of its own (see Design). */
+        op->how = (struct open_how){.flags = O_WRONLY | O_CREAT | O_EXCL |
+                                             O_NOFOLLOW,
+                                    .mode = 0600,
+                                    .resolve = STORE_RESOLVE};
+        store_openat2(op->h->st, &op->sop, add_cb, op->h->st->heal_fd,
+                      op->name, &op->how);
+        return;
+    }
+    if (res == 0)
+        op->h->count++; /* invariant 2 */
+    op->cb(op, res == -EEXIST ? 0 : res); /* invariant 1 */
+}
+
 void healidx_add(struct healidx *h, struct healidx_op *op,
                  const struct rfs_id *id, healidx_cb cb)
 {
     op->h = h;
     op->cb = cb;
     rfs_id_to_hex(id, op->name);
-    op->how = (struct open_how){.flags = O_WRONLY | O_CREAT | O_EXCL |
-                                         O_NOFOLLOW,
-                                .mode = 0600,
-                                .resolve = STORE_RESOLVE};
-    store_openat2(h->st, &op->sop, add_cb, h->st->heal_fd, op->name, &op->how);
+    store_linkat(h->st, &op->sop, link_cb, h->st->meta_fd, HEALIDX_BASE,
+                 h->st->heal_fd, op->name, 0);
 }
 
 static void del_cb(struct store_op *sop, int res)

@@ -18,6 +18,9 @@ struct healidx {
     uint64_t count;     /* entries, for metrics (exact: kept by add/del) */
 };
 
+/* .replicafs/heal.base: the empty file every index entry is a link to. */
+#define HEALIDX_BASE "heal.base"
+
 struct healidx_op;
 typedef void (*healidx_cb)(struct healidx_op *op, int status);
 

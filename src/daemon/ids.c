@@ -336,14 +336,14 @@ struct obj *ids_find(struct ids *ids, const struct rfs_id *id)
     return o;
 }
 
-void ids_insert_take(struct ids *ids, const struct rfs_id *id, int fd,
-                     mode_t type, bool opath)
+struct obj *ids_insert_take(struct ids *ids, const struct rfs_id *id, int fd,
+                            mode_t type, bool opath)
 {
     struct obj *o;
 
     if (lookup(ids, id) || !(o = obj_new(id))) {
         store_close_fd(ids->st, fd);
-        return;
+        return NULL;
     }
     o->fd = fd;
     o->type = type;
@@ -351,8 +351,9 @@ void ids_insert_take(struct ids *ids, const struct rfs_id *id, int fd,
     o->state = OBJ_READY;
     ids->nopen++;
     hash_add(ids, o);
+    evict(ids); /* the others: o is not on the LRU yet, so it stays */
     list_add_tail(&ids->lru, &o->lru);
-    evict(ids);
+    return o;
 }
 
 void ids_forget(struct ids *ids, struct obj *o)

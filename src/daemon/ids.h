@@ -103,9 +103,11 @@ void ids_put(struct ids *ids, struct obj *o);
 /*
  * Cache an fd the caller just opened for a verified id (LOOKUP, CREATE...).
  * Consumes fd: it is closed if id is already cached or being resolved.
+ * Returns the cached object (not referenced: use it before the loop turns),
+ * or NULL when it could not be cached.
  */
-void ids_insert_take(struct ids *ids, const struct rfs_id *id, int fd,
-                     mode_t type, bool opath);
+struct obj *ids_insert_take(struct ids *ids, const struct rfs_id *id, int fd,
+                            mode_t type, bool opath);
 /* The object is gone from the namespace: stop finding it by id; its fd is
  * closed once unreferenced.  No-op for NULL. */
 void ids_forget(struct ids *ids, struct obj *o);

@@ -44,6 +44,7 @@ struct args {
     bool debug;
     size_t fd_cache;
     unsigned max_reqs;
+    bool ring_metadata;
 };
 
 static void usage(FILE *f)
@@ -80,6 +81,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"debug", no_argument, NULL, 'D'},
         {"fd-cache", required_argument, NULL, 'C'},
         {"max-requests", required_argument, NULL, 'R'},
+        {"ring-metadata", no_argument, NULL, 'M'},
         {NULL, 0, NULL, 0}};
     unsigned long v;
     int c;
@@ -93,6 +95,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         case 'm': a->metrics = optarg; break;
         case 'f': a->foreground = true; break;
         case 'D': a->debug = true; break;
+        case 'M': a->ring_metadata = true; break;
         case 'h': usage(stdout); exit(0);
         case 'b':
             if (parse_uint(optarg, PROTO_MAX_BRICKS, &v) < 0 || v == 0)
@@ -324,6 +327,7 @@ int main(int argc, char **argv)
     env = getenv("RFS_FD_CACHE");
     o.fd_cache = a.fd_cache ? a.fd_cache : env ? strtoul(env, NULL, 10) : 0;
     o.max_reqs = a.max_reqs;
+    o.ring_metadata = a.ring_metadata;
     o.dir = dir;
     o.vol = &vol;
     o.brick = a.brick;

@@ -13,6 +13,14 @@
  *     --[becomes marked]--> healidx_add --> write dirty, pending
  *     --[becomes clear]--> healidx_del --> reply --> next in queue
  *
+ * With a lock (xattrop_req.lk, proto.h): XO_LOCK takes the write lock
+ * before the object is even looked up, and releases it again if the op
+ * fails, so the client gets both or neither; XO_UNLOCK releases it after
+ * the op, whatever its result, before the reply goes out.
+ *
+ *   [XO_LOCK] lockmgr_lock --(granted)--> get object --> queued ...
+ *     ... reply <-- [XO_LOCK and failed, or XO_UNLOCK] lockmgr_unlock
+ *
  * Invariants:
  *  1. At most one xattrop per object is between "read dirty" and "reply".
  *  2. The heal index holds the object exactly while dirty != 0 or some
@@ -22,6 +30,10 @@
  *  3. All-zero deltas read only; nothing is written.
  *  4. An add that would overflow an i64 fails the whole op with -ERANGE and
  *     changes nothing.
+ *  5. pending is written only when a pending delta is nonzero: a dirty
+ *     mark alone leaves it as it was (one setxattr less per mark).
+ *  6. Every reply of an XO_LOCK op that did not succeed, and of every
+ *     XO_UNLOCK op, comes after the lock was released (lk_settle).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -37,6 +49,7 @@
 
 struct xop {
     struct get1 g;
+    struct lk_req lk;            /* XO_LOCK: the request while it waits */
     struct list link;            /* on o->xops */
     struct store_op sop;
     struct healidx_op hop;
@@ -85,6 +98,18 @@ bool xattrop_pending_delta(const struct xattrop_req *m)
     return false;
 }
 
+/* Invariant 6: release the lock the op was asked to release, or took and
+ * failed under. */
+static void lk_settle(struct req *r, int rc)
+{
+    const struct xattrop_req *m = REQ_MSG(r, xattrop_req);
+
+    if ((m->lk & XO_UNLOCK) || ((m->lk & XO_LOCK) && rc < 0))
+        (void)lockmgr_unlock(&r->srv->locks, r->c, m->lk_owner,
+                             (m->lk & XO_ENTRY) ? LK_DOM_ENTRY : LK_DOM_INODE,
+                             &m->id, (m->lk & XO_ENTRY) ? m->lk_name : "");
+}
+
 static void xop_finish(struct xop *x, int rc)
 {
     struct server *srv = x->r->srv;
@@ -104,6 +129,7 @@ static void xop_finish(struct xop *x, int rc)
          * sent to a brick now blamed would return old bytes. */
         server_inval(srv, x->r->c, &o->id, INVAL_MARKERS, NULL, NULL);
     rep.suspect = srv->suspect.gen;
+    lk_settle(x->r, rc);
     req_reply(x->r, rc, &rep);
     list_del(&x->link);
     free(x);
@@ -139,7 +165,8 @@ static void xop_write_pending(struct xop *x)
 
     for (uint32_t i = 0; i < x->npend; i++)
         put_i64(x->pbuf + 8 * i, x->pend[i]);
-    if (x->npend == 0) {
+    if (x->npend == 0 || !xattrop_pending_delta(REQ_MSG(x->r, xattrop_req))) {
+        /* invariant 5 */
         xop_written_cb(&x->sop, 0);
         return;
     }
@@ -283,6 +310,8 @@ static void xop_obj_cb(struct get1 *g, struct obj *o)
     bool idle;
 
     if (!o) {
+        /* get1 replies with the error after this: release first. */
+        lk_settle(x->r, -ENOENT);
         free(x);
         return;
     }
@@ -293,15 +322,58 @@ static void xop_obj_cb(struct get1 *g, struct obj *o)
         xop_run(x);
 }
 
+static void xop_locked_cb(struct lk_req *lk, int status)
+{
+    struct xop *x = container_of(lk, struct xop, lk);
+    struct req *r = x->r;
+
+    if (status < 0) {
+        free(x);
+        if (status == -ENOTCONN)
+            req_drop(r); /* its connection is closing: nobody to answer */
+        else
+            req_reply(r, status, NULL);
+        return;
+    }
+    get1_start(&x->g, r, &REQ_MSG(r, xattrop_req)->id, xop_obj_cb);
+}
+
 void op_xattrop(struct req *r)
 {
-    struct xop *x = calloc(1, sizeof(*x));
+    const struct xattrop_req *m = REQ_MSG(r, xattrop_req);
+    struct xop *x;
+    int rc;
 
+    if ((m->lk & XO_LOCK) && (m->lk & XO_UNLOCK)) {
+        req_reply(r, -EINVAL, NULL);
+        return;
+    }
+    x = calloc(1, sizeof(*x));
     if (!x) {
+        if (m->lk & XO_UNLOCK)
+            lk_settle(r, -ENOMEM);
         req_reply(r, -ENOMEM, NULL);
         return;
     }
     x->r = r;
     list_init(&x->link);
-    get1_start(&x->g, r, &REQ_MSG(r, xattrop_req)->id, xop_obj_cb);
+    if (m->lk & XO_LOCK) {
+        x->lk.conn = r->c;
+        x->lk.owner = m->lk_owner;
+        x->lk.type = LK_WR;
+        x->lk.flags = (m->lk & XO_NONBLOCK) ? LK_NONBLOCK : 0;
+        x->lk.cb = xop_locked_cb;
+        strcpy(x->lk.name, (m->lk & XO_ENTRY) ? m->lk_name : "");
+        rc = lockmgr_lock(&r->srv->locks, &x->lk,
+                          (m->lk & XO_ENTRY) ? LK_DOM_ENTRY : LK_DOM_INODE,
+                          &m->id);
+        if (rc == 1)
+            return; /* queued: xop_locked_cb goes on */
+        if (rc < 0) {
+            free(x);
+            req_reply(r, rc, NULL);
+            return;
+        }
+    }
+    get1_start(&x->g, r, &m->id, xop_obj_cb);
 }

@@ -9,7 +9,9 @@
  *     --new_made_cb--> trusted.rfs.id (fsetxattr) --new_tagged_cb--> owner
  *                      and mode (fchown/fchmod) then the ids/ entry (linkat,
  *                      or symlinkat "<parent>/<name>" for a directory)
- *     --new_linked_cb--> statx --new_stat_cb--> reply, fd into the cache
+ *     --new_linked_cb--> statx --new_stat_cb--> fd into the cache, pinned
+ *                      for the connection with CREATE_OPEN (as OPEN pins),
+ *                      reply
  *   any failure after the name exists --> rollback (unlinkat) --> reply
  *   CREATE without CREATE_EXCL on an existing file --> open it, reply
  *   created = 0 (new_existing_*).
@@ -38,6 +40,7 @@
 
 #include "common/id.h"
 #include "common/log.h"
+#include "conn.h"
 #include "ops.h"
 
 struct op_new {
@@ -122,6 +125,7 @@ static void new_reply(struct op_new *op, const struct rfs_id *id,
     struct server *srv = op->r->srv;
     struct create_rep crep;
     struct attr_rep arep;
+    struct obj *o;
 
     attr_from_statx(&arep.attr, id, &op->stx);
     crep.attr = arep.attr;
@@ -130,11 +134,18 @@ static void new_reply(struct op_new *op, const struct rfs_id *id,
         server_inval(srv, op->r->c, &op->parent->id, INVAL_ENTRY,
                      &op->parent->id, op->name);
     new_untrack(op);
+    o = ids_insert_take(&srv->ids, id, op->fd, op->type,
+                        op->type != S_IFREG && op->type != S_IFDIR);
+    op->fd = -1; /* now the cache's */
+    if (created && op->is_create && op->r->c &&
+        (REQ_MSG(op->r, create_req)->flags & CREATE_OPEN) &&
+        (!o || pins_add(srv, &op->r->c->pins, o) < 0))
+        /* Only memory can fail here: the client holds the file open as
+         * if pinned; if its last name goes, this brick may drop it. */
+        log_warn("create: cannot pin the new file for its opener");
     req_reply(op->r, 0, op->is_create ? (const void *)&crep
                                       : (const void *)&arep);
-    ids_insert_take(&srv->ids, id, op->fd, op->type, op->type != S_IFREG &&
-                                                         op->type != S_IFDIR);
-    op->fd = -1; /* now the cache's; r is freed: only srv below */
+    /* r is freed: only srv below */
     if (op->parent)
         ids_put(&srv->ids, op->parent);
     free(op);

@@ -102,6 +102,7 @@ static int init_state(struct server *srv, const struct server_opts *o,
         say(err, errlen, "cannot open the brick store (io_uring)", rc);
         return rc;
     }
+    srv->st.inline_meta = !o->ring_metadata;
     rc = check_root_id(srv, err, errlen);
     if (rc == 0)
         init_sums_and_orphans(srv);

@@ -36,6 +36,7 @@ struct server_opts {
     size_t fd_cache;               /* 0: IDS_DEFAULT_CAP */
     unsigned max_reqs;             /* 0: SERVER_MAX_REQS */
     size_t max_bytes;              /* 0: SERVER_MAX_BYTES */
+    bool ring_metadata;            /* metadata calls through io_uring too */
 };
 
 struct server {

@@ -17,7 +17,17 @@
  *   op lifecycle:  prep --(prepare_cb: submit)--> in kernel
  *                    --(eventfd readable: poll_cb reaps)--> cb(op, res)
  *                  no SQE free after an early submit --> deferred
- *                    --(prepare_cb)--> cb(op, -EAGAIN)
+ *                    --(idle_cb)--> cb(op, -EAGAIN)
+ *                  metadata call, inline_meta --(syscall now)--> deferred
+ *                    --(idle_cb)--> cb(op, res)
+ *
+ * Inline metadata: io_uring runs no metadata call itself (openat2, statx,
+ * link, unlink, rename, mkdir, symlink, xattrs): it hands each to a worker
+ * thread, and on a cached tree the hand-off costs more than the call.  So
+ * with inline_meta (the default; replicafsd --ring-metadata turns it off)
+ * those calls run here on the loop thread and only their completion is
+ * deferred.  Data read, write, fsync and close stay on the ring
+ * (docs/daemon.md, "Threads and the loop").
  *
  * Invariants:
  *  1. Each prep leads to exactly one call of its cb, never from inside the
@@ -32,12 +42,40 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/xattr.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "list.h"
 #include "store.h"
+
+static void idle_cb(uv_idle_t *h);
+
+/* Queue op's completion for idle_cb, in order (invariant 1).  The idle
+ * handle keeps the loop from blocking while any is queued. */
+static void done_later(struct store *st, struct store_op *op, int res)
+{
+    op->res = res;
+    op->next = NULL;
+    if (!st->deferred)
+        uv_idle_start(&st->idle, idle_cb);
+    if (st->deferred_tail)
+        st->deferred_tail->next = op;
+    else
+        st->deferred = op;
+    st->deferred_tail = op;
+}
+
+/* A metadata call done here, on the loop thread (see "Inline metadata"):
+ * its result is delivered like a CQE's, from idle_cb. */
+static void inline_done(struct store *st, struct store_op *op, store_cb cb,
+                        long rc)
+{
+    op->cb = cb;
+    st->inflight++;
+    done_later(st, op, rc < 0 ? -errno : (int)rc);
+}
 
 static struct io_uring_sqe *get_sqe(struct store *st)
 {
@@ -62,9 +100,7 @@ static struct io_uring_sqe *op_sqe(struct store *st, struct store_op *op,
     op->cb = cb;
     st->inflight++;
     if (!sqe) {
-        op->res = -EAGAIN;
-        op->next = st->deferred;
-        st->deferred = op;
+        done_later(st, op, -EAGAIN);
         return NULL;
     }
     return sqe;
@@ -105,17 +141,32 @@ static void poll_cb(uv_poll_t *h, int status, int events)
     reap(st);
 }
 
-static void prepare_cb(uv_prepare_t *h)
+/* Deliver the queued completions, those queued meanwhile too.  The handle
+ * stops one turn later, when it finds nothing: a caller running the loop
+ * once for its completion gets it back without blocking (unit tests). */
+static void idle_cb(uv_idle_t *h)
 {
     struct store *st = h->data;
 
+    if (!st->deferred) {
+        uv_idle_stop(&st->idle);
+        return;
+    }
     while (st->deferred) {
         struct store_op *op = st->deferred;
 
         st->deferred = op->next;
+        if (!st->deferred)
+            st->deferred_tail = NULL;
         st->inflight--;
         op->cb(op, op->res);
     }
+}
+
+static void prepare_cb(uv_prepare_t *h)
+{
+    struct store *st = h->data;
+
     if (st->unsubmitted) {
         int rc = io_uring_submit(&st->ring);
 
@@ -213,9 +264,12 @@ int store_open(struct store *st, uv_loop_t *loop, const char *dir,
     st->poll.data = st;
     st->prepare.data = st;
     uv_prepare_init(loop, &st->prepare); /* cannot fail on unix */
+    st->idle.data = st;
+    uv_idle_init(loop, &st->idle);
     uv_poll_start(&st->poll, UV_READABLE, poll_cb);
     uv_prepare_start(&st->prepare, prepare_cb);
     st->ring_ok = true;
+    st->inline_meta = true;
     return 0;
 err_close_efd:
     close(st->efd);
@@ -234,6 +288,7 @@ void store_close(struct store *st)
         return;
     uv_close((uv_handle_t *)&st->poll, NULL);
     uv_close((uv_handle_t *)&st->prepare, NULL);
+    uv_close((uv_handle_t *)&st->idle, NULL);
     io_uring_queue_exit(&st->ring);
     close(st->efd);
     st->efd = -1;
@@ -244,11 +299,17 @@ void store_close(struct store *st)
 void store_openat2(struct store *st, struct store_op *op, store_cb cb, int dfd,
                    const char *path, struct open_how *how)
 {
-    struct io_uring_sqe *sqe = op_sqe(st, op, cb);
+    struct io_uring_sqe *sqe;
 
+    how->flags |= O_CLOEXEC;
+    if (st->inline_meta) {
+        inline_done(st, op, cb,
+                    syscall(SYS_openat2, dfd, path, how, sizeof(*how)));
+        return;
+    }
+    sqe = op_sqe(st, op, cb);
     if (!sqe)
         return;
-    how->flags |= O_CLOEXEC;
     io_uring_prep_openat2(sqe, dfd, path, how);
     op_queued(st, sqe, op);
 }
@@ -256,6 +317,11 @@ void store_openat2(struct store *st, struct store_op *op, store_cb cb, int dfd,
 void store_statx(struct store *st, struct store_op *op, store_cb cb, int dfd,
                  const char *path, int flags, struct statx *stx)
 {
+    if (st->inline_meta) {
+        inline_done(st, op, cb, statx(dfd, path, flags, STATX_BASIC_STATS, stx));
+        return;
+    }
+
     struct io_uring_sqe *sqe = op_sqe(st, op, cb);
 
     if (!sqe)
@@ -300,6 +366,11 @@ void store_fsync(struct store *st, struct store_op *op, store_cb cb, int fd,
 void store_mkdirat(struct store *st, struct store_op *op, store_cb cb, int dfd,
                    const char *path, mode_t mode)
 {
+    if (st->inline_meta) {
+        inline_done(st, op, cb, mkdirat(dfd, path, mode));
+        return;
+    }
+
     struct io_uring_sqe *sqe = op_sqe(st, op, cb);
 
     if (!sqe)
@@ -311,6 +382,11 @@ void store_mkdirat(struct store *st, struct store_op *op, store_cb cb, int dfd,
 void store_symlinkat(struct store *st, struct store_op *op, store_cb cb,
                      const char *target, int dfd, const char *path)
 {
+    if (st->inline_meta) {
+        inline_done(st, op, cb, symlinkat(target, dfd, path));
+        return;
+    }
+
     struct io_uring_sqe *sqe = op_sqe(st, op, cb);
 
     if (!sqe)
@@ -323,6 +399,11 @@ void store_linkat(struct store *st, struct store_op *op, store_cb cb,
                   int olddfd, const char *oldpath, int newdfd,
                   const char *newpath, int flags)
 {
+    if (st->inline_meta) {
+        inline_done(st, op, cb, linkat(olddfd, oldpath, newdfd, newpath, flags));
+        return;
+    }
+
     struct io_uring_sqe *sqe = op_sqe(st, op, cb);
 
     if (!sqe)
@@ -334,6 +415,11 @@ void store_linkat(struct store *st, struct store_op *op, store_cb cb,
 void store_unlinkat(struct store *st, struct store_op *op, store_cb cb, int dfd,
                     const char *path, int flags)
 {
+    if (st->inline_meta) {
+        inline_done(st, op, cb, unlinkat(dfd, path, flags));
+        return;
+    }
+
     struct io_uring_sqe *sqe = op_sqe(st, op, cb);
 
     if (!sqe)
@@ -346,6 +432,11 @@ void store_renameat(struct store *st, struct store_op *op, store_cb cb,
                     int olddfd, const char *oldpath, int newdfd,
                     const char *newpath, unsigned flags)
 {
+    if (st->inline_meta) {
+        inline_done(st, op, cb, syscall(SYS_renameat2, olddfd, oldpath, newdfd, newpath, flags));
+        return;
+    }
+
     struct io_uring_sqe *sqe = op_sqe(st, op, cb);
 
     if (!sqe)
@@ -357,6 +448,11 @@ void store_renameat(struct store *st, struct store_op *op, store_cb cb,
 void store_fgetxattr(struct store *st, struct store_op *op, store_cb cb, int fd,
                      const char *name, void *value, unsigned len)
 {
+    if (st->inline_meta) {
+        inline_done(st, op, cb, fgetxattr(fd, name, value, len));
+        return;
+    }
+
     struct io_uring_sqe *sqe = op_sqe(st, op, cb);
 
     if (!sqe)
@@ -369,6 +465,11 @@ void store_fsetxattr(struct store *st, struct store_op *op, store_cb cb, int fd,
                      const char *name, const void *value, unsigned len,
                      int flags)
 {
+    if (st->inline_meta) {
+        inline_done(st, op, cb, fsetxattr(fd, name, value, len, flags));
+        return;
+    }
+
     struct io_uring_sqe *sqe = op_sqe(st, op, cb);
 
     if (!sqe)

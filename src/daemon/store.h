@@ -47,9 +47,12 @@ struct store {
     int efd;                    /* owned eventfd registered with the ring */
     uv_poll_t poll;             /* watches efd; closed in store_close() */
     uv_prepare_t prepare;       /* submits the batch once per iteration */
+    uv_idle_t idle;             /* delivers `deferred` (store.c) */
     unsigned unsubmitted;       /* SQEs prepared since the last submit */
     uint64_t inflight;          /* SQEs + pool works not yet completed */
-    struct store_op *deferred;  /* ops failed with -EAGAIN, called soon */
+    struct store_op *deferred;  /* completions for idle_cb, in order */
+    struct store_op *deferred_tail;
+    bool inline_meta;           /* metadata calls on the loop thread */
     int root_fd;                /* owned: brick root, O_RDONLY|O_DIRECTORY */
     int meta_fd;                /* owned: .replicafs */
     int ids_fd;                 /* owned: .replicafs/ids */

@@ -597,7 +597,7 @@ static void create_trunc_cb(int status, const struct proto_attr *a, void *arg)
 }
 
 static void create_cb(int status, struct vinode *vi, const struct proto_attr *a,
-                      bool created, void *arg)
+                      bool created, struct vfile *f, void *arg)
 {
     struct fop_create *c = arg;
     struct setattr_req r = {0};
@@ -611,6 +611,10 @@ static void create_cb(int status, struct vinode *vi, const struct proto_attr *a,
     volume_inode_ref(vi);
     c->vi = vi;
     c->attr = *a;
+    if (f) { /* made and opened in one request (CREATE_OPEN) */
+        create_open_cb(0, f, a, c);
+        return;
+    }
     if (created || !(c->fi.flags & O_TRUNC) || a->size == 0) {
         create_open(c);
         return;
@@ -652,7 +656,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
     c->fs = fs;
     c->fi = *fi;
     rc = volume_create(fs->vol, pvi, name, S_IFREG | (mode & 07777), ctx->uid,
-                       ctx->gid, (fi->flags & O_EXCL) != 0, create_cb, c);
+                       ctx->gid, (fi->flags & O_EXCL) != 0,
+                       (uint32_t)fi->flags, create_cb, c);
     if (rc < 0) {
         fuse_reply_err(req, -rc);
         free(c);

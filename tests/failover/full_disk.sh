@@ -36,7 +36,11 @@ grep -q 'differing and blamed: [1-9]' "$T/blame-a.out" ||
     fail "brick 1 was full but nothing differs from brick 2: the scenario did not exercise ENOSPC"
 
 log "grow brick 1's tmpfs"
-mount -o remount,size=256m "$FD_DISK" || fail "remount tmpfs"
+# Room for what brick 2 holds (heal copies it all), workload b and slack,
+# at least 256 MiB: how much workload a wrote depends on the client's speed.
+grow_kb=$(( $(du -sk "$T/brick2/" | cut -f1) * 3 + 65536 ))
+[ "$grow_kb" -ge 262144 ] || grow_kb=262144
+mount -o remount,size=${grow_kb}k "$FD_DISK" || fail "remount tmpfs"
 log "brick 1 now has $(fo_disk_avail) KiB free"
 before=$(find "$T/brick2/" -path "$T/brick2/.replicafs" -prune -o -type f -print | wc -l)
 wl_start b 6 $(fo_strict)

@@ -971,6 +971,73 @@ Test(daemon, xattrop_keeps_heal_index_while_markers_are_set)
     }
 }
 
+static int xattrop_lk(struct brick_conn *bc, const struct rfs_id *id,
+                      int64_t dirty, uint32_t lk, uint64_t owner,
+                      const char *name, struct xattrop_rep *r)
+{
+    struct xattrop_req q = {.id = *id, .dirty = dirty, .lk = lk,
+                            .lk_owner = owner};
+
+    snprintf(q.lk_name, sizeof(q.lk_name), "%s", name);
+    return brick_call_sync(bc, OP_XATTROP, &q, r, NULL);
+}
+
+/* XATTROP with XO_LOCK / XO_UNLOCK: lock and mark in one request, both or
+ * neither; clear and unlock in one, the unlock even when the op fails. */
+Test(daemon, xattrop_lock_and_unlock_in_one_request)
+{
+    struct brick_conn *b2 = itest_connect(V, 1);
+    struct rfs_id f, gone = {0x1234, 0x5678};
+    struct xattrop_rep r;
+    struct xattrop_req q;
+    struct pending p = {0};
+
+    IT_OK(it_create(BC, &ROOT, "f", 0, &f, NULL));
+    IT_OK(xattrop_lk(BC, &f, 1, XO_LOCK | XO_NONBLOCK, 1, "", &r));
+    cr_assert_eq(r.dirty, 1);
+    cr_assert(heal_has(&f, NULL));
+    /* Held: another holder is refused, by INODELK and by XO_LOCK alike,
+     * and the refused XO_LOCK marked nothing. */
+    IT_RC(inodelk(b2, &f, 2, LK_WR, LK_NONBLOCK), -EAGAIN);
+    IT_RC(xattrop_lk(b2, &f, 1, XO_LOCK | XO_NONBLOCK, 2, "", &r), -EAGAIN);
+    xattrop(&f, 0, 0, NULL, &r);
+    cr_assert_eq(r.dirty, 1, "a refused XO_LOCK changed dirty to %lld",
+                 (long long)r.dirty);
+    /* A blocking XO_LOCK waits for the holder's XO_UNLOCK, then marks. */
+    q = (struct xattrop_req){.id = f, .dirty = 1, .lk = XO_LOCK,
+                             .lk_owner = 2};
+    cr_assert_eq(brick_call(b2, OP_XATTROP, &q, pending_cb, &p), 0);
+    run_ms(300);
+    cr_assert(!p.done, "XO_LOCK granted while held");
+    IT_OK(xattrop_lk(BC, &f, -1, XO_UNLOCK, 1, "", &r));
+    run_until_done(&p, 5000);
+    cr_assert(p.done && p.status == 0, "XO_LOCK not granted after XO_UNLOCK");
+    IT_OK(xattrop_lk(b2, &f, -1, XO_UNLOCK, 2, "", &r));
+    cr_assert_eq(r.dirty, 0);
+    cr_assert(!heal_has(&f, NULL));
+    IT_OK(inodelk(BC, &f, 1, LK_WR, LK_NONBLOCK));
+    IT_OK(inodelk(BC, &f, 1, LK_UN, 0));
+    /* Both or neither: an object the brick lacks leaves no lock behind. */
+    IT_RC(xattrop_lk(BC, &gone, 1, XO_LOCK | XO_NONBLOCK, 1, "", &r), -ENOENT);
+    IT_OK(inodelk(b2, &gone, 2, LK_WR, LK_NONBLOCK));
+    /* XO_UNLOCK releases even when the op fails. */
+    IT_RC(xattrop_lk(b2, &gone, -1, XO_UNLOCK, 2, "", &r), -ENOENT);
+    IT_OK(inodelk(BC, &gone, 1, LK_WR, LK_NONBLOCK));
+    IT_OK(inodelk(BC, &gone, 1, LK_UN, 0));
+    /* The entry lock of (parent, name) with a mark on the parent. */
+    IT_OK(xattrop_lk(BC, &ROOT, 1, XO_LOCK | XO_NONBLOCK | XO_ENTRY, 1, "n",
+                     &r));
+    cr_assert_eq(r.dirty, 1);
+    IT_RC(entrylk(b2, &ROOT, "n", 2, LK_WR, LK_NONBLOCK), -EAGAIN);
+    IT_OK(entrylk(b2, &ROOT, "m", 2, LK_WR, LK_NONBLOCK));
+    IT_OK(entrylk(b2, &ROOT, "m", 2, LK_UN, 0));
+    IT_OK(xattrop_lk(BC, &ROOT, -1, XO_UNLOCK | XO_ENTRY, 1, "n", &r));
+    cr_assert_eq(r.dirty, 0);
+    IT_OK(entrylk(b2, &ROOT, "n", 2, LK_WR, LK_NONBLOCK));
+    IT_OK(entrylk(b2, &ROOT, "n", 2, LK_UN, 0));
+    IT_RC(xattrop_lk(BC, &f, 1, XO_LOCK | XO_UNLOCK, 1, "", &r), -EINVAL);
+}
+
 static uint64_t suspect_gen(struct brick_conn *bc, uint64_t clear)
 {
     struct xattrop_req q = {.id = ROOT, .clear_suspect = clear};

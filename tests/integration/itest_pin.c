@@ -133,6 +133,28 @@ Test(pin, unlinked_open_file_stays_readable_and_writable_until_release)
     IT_RC(it_getattr(BC, &id, &a), -ENOENT);
 }
 
+/* CREATE_OPEN pins like an OPEN: one RELEASE, no OPEN sent. */
+Test(pin, create_open_pins_the_new_file)
+{
+    struct rfs_id id, plain;
+    char buf[16];
+    uint32_t got = 0;
+
+    IT_OK(it_create(BC, &ROOT, "c", CREATE_EXCL | CREATE_OPEN, &id, NULL));
+    IT_OK(it_write(BC, &id, 0, "made", 4));
+    IT_OK(it_unlink(BC, &ROOT, "c"));
+    cr_assert(exists(orphan_rel(&id)), "CREATE_OPEN did not pin the file");
+    IT_OK(it_read(BC, &id, 0, sizeof(buf), buf, &got));
+    cr_assert_eq(got, 4);
+    IT_OK(do_release(BC, &id));
+    cr_assert(gone_within(orphan_rel(&id), 2000), "orphan outlived RELEASE");
+    /* Without the flag, CREATE pins nothing. */
+    IT_OK(it_create(BC, &ROOT, "p", CREATE_EXCL, &plain, NULL));
+    IT_OK(it_unlink(BC, &ROOT, "p"));
+    cr_assert(!exists(orphan_rel(&plain)), "plain CREATE pinned the file");
+    IT_RC(it_read(BC, &plain, 0, sizeof(buf), buf, &got), -ENOENT);
+}
+
 Test(pin, two_opens_need_two_releases)
 {
     struct rfs_id id;

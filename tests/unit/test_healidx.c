@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/id.h"
@@ -137,6 +138,60 @@ Test(healidx, add_then_remove_leaves_index_empty)
     cr_assert_eq(h.count, 0);
 }
 
+static int stat_entry(const char *name, struct stat *sb)
+{
+    char p[400];
+
+    snprintf(p, sizeof(p), "%s/.replicafs/%s", dir, name);
+    return stat(p, sb);
+}
+
+/* An entry costs no inode: it is a link to heal.base (performance.md,
+ * finding 3), and the base's link count follows the entries. */
+Test(healidx, entry_is_a_link_to_the_base)
+{
+    struct rfs_id a = {0x77, 1}, b = {0x77, 2};
+    struct stat base, ea, eb;
+    char hex[33], name[64];
+
+    add(&a);
+    add(&b);
+    cr_assert_eq(stat_entry(HEALIDX_BASE, &base), 0);
+    cr_assert_eq(base.st_nlink, 3, "base + 2 entries, got %lu",
+                 (unsigned long)base.st_nlink);
+    rfs_id_to_hex(&a, hex);
+    snprintf(name, sizeof(name), "heal/%s", hex);
+    cr_assert_eq(stat_entry(name, &ea), 0);
+    rfs_id_to_hex(&b, hex);
+    snprintf(name, sizeof(name), "heal/%s", hex);
+    cr_assert_eq(stat_entry(name, &eb), 0);
+    cr_assert_eq(ea.st_ino, base.st_ino);
+    cr_assert_eq(eb.st_ino, base.st_ino);
+    del(&a);
+    cr_assert_eq(stat_entry(HEALIDX_BASE, &base), 0);
+    cr_assert_eq(base.st_nlink, 2);
+    cr_assert_eq(h.count, 1);
+}
+
+/* Without its base (removed by hand, or full), an entry is a file of its
+ * own: the index still works, and the count stays exact. */
+Test(healidx, entry_without_base_is_a_file)
+{
+    struct rfs_id a = {0x78, 1};
+    char p[400];
+
+    snprintf(p, sizeof(p), "%s/.replicafs/%s", dir, HEALIDX_BASE);
+    cr_assert_eq(unlink(p), 0);
+    add(&a);
+    cr_assert(present(&a));
+    cr_assert_eq(h.count, 1);
+    add(&a);
+    cr_assert_eq(h.count, 1);
+    del(&a);
+    cr_assert_not(present(&a));
+    cr_assert_eq(h.count, 0);
+}
+
 Test(healidx, add_and_del_are_idempotent_and_count_stays_exact)
 {
     struct rfs_id id = {5, 6};
@@ -236,4 +291,34 @@ Test(healidx, entries_of_ids_that_resolve_nowhere_are_dropped)
     cr_assert_eq(healidx_init(&h2, &st), 0);
     cr_assert_eq(h2.count, 3);
     cr_assert_not(present(&dead2));
+}
+
+/* The same through io_uring (replicafsd --ring-metadata): link, fallback,
+ * exact count. */
+static void setup_ring(void)
+{
+    setup();
+    st.inline_meta = false;
+}
+
+TestSuite(healidx_ring, .init = setup_ring, .fini = teardown);
+
+Test(healidx_ring, link_fallback_and_count)
+{
+    struct rfs_id a = {0x79, 1}, b = {0x79, 2};
+    struct stat base;
+    char p[400];
+
+    add(&a);
+    add(&a);
+    cr_assert_eq(stat_entry(HEALIDX_BASE, &base), 0);
+    cr_assert_eq(base.st_nlink, 2);
+    snprintf(p, sizeof(p), "%s/.replicafs/%s", dir, HEALIDX_BASE);
+    cr_assert_eq(unlink(p), 0);
+    add(&b);
+    cr_assert(present(&a) && present(&b));
+    cr_assert_eq(h.count, 2);
+    del(&a);
+    del(&b);
+    cr_assert_eq(h.count, 0);
 }

@@ -349,6 +349,9 @@ static void fill_samples(void)
     m_xattrop_req.pending[1] = (int64_t)nx();
     m_xattrop_req.pending[2] = 7;
     m_xattrop_req.clear_suspect = nx();
+    m_xattrop_req.lk = XO_LOCK | XO_NONBLOCK | XO_ENTRY;
+    m_xattrop_req.lk_owner = nx();
+    strcpy(m_xattrop_req.lk_name, "xattrop-lk-name");
     m_xattrop_rep.dirty = (int64_t)nx();
     m_xattrop_rep.npending = PROTO_MAX_BRICKS;
     for (int i = 0; i < PROTO_MAX_BRICKS; i++)
@@ -1150,21 +1153,25 @@ Test(proto, bytes_limits)
 Test(proto, xattrop_counts)
 {
     struct xattrop_req r = m_xattrop_req, o;
-    uint8_t buf[512];
+    uint8_t buf[1024];
     struct proto_hdr h = {0, OP_XATTROP, PROTO_REQ, 0, 1};
     ssize_t n;
 
     r.npending = 0;
     memset(r.pending, 0, sizeof(r.pending));
     n = proto_encode(buf, sizeof(buf), &h, 0, &r, NULL);
-    cr_assert_eq(n, 16 + 16 + 8 + 4 + 8);
+    /* id, dirty, npending, clear_suspect, lk, lk_owner, lk_name (u16 len) */
+    cr_assert_eq(n, 16 + 16 + 8 + 4 + 8 + 4 + 8 + 2 + strlen(r.lk_name));
     cr_assert_eq(proto_decode(&h, buf + 16, (size_t)n - 16, NULL, &o), 0);
     cr_assert(memcmp(&r, &o, sizeof(r)) == 0);
     r.npending = PROTO_MAX_BRICKS;
     for (int i = 0; i < PROTO_MAX_BRICKS; i++)
         r.pending[i] = -i - 1;
+    memset(r.lk_name, 'n', PROTO_NAME_MAX);
+    r.lk_name[PROTO_NAME_MAX] = '\0';
     n = proto_encode(buf, sizeof(buf), &h, 0, &r, NULL);
-    cr_assert_eq(n, 16 + 16 + 8 + 4 + 8 * PROTO_MAX_BRICKS + 8);
+    cr_assert_eq(n, 16 + 16 + 8 + 4 + 8 * PROTO_MAX_BRICKS + 8 + 4 + 8 + 2 +
+                        PROTO_NAME_MAX);
     cr_assert_eq((size_t)n, proto_encode_bound(OP_XATTROP, PROTO_REQ));
     cr_assert_eq(proto_decode(&h, buf + 16, (size_t)n - 16, NULL, &o), 0);
     cr_assert(memcmp(&r, &o, sizeof(r)) == 0);
