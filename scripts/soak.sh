@@ -16,7 +16,11 @@
 # Env: RFS_BIN_DIR (default build-failover), RFS_SRC_DIR (default the repo),
 #      SOAK_SEED (random order of faults), SOAK_SECONDS (workload per cycle,
 #      default 8; the fault comes 2 s in and lasts up to 4 s),
-#      SOAK_KEEP_GOING=1 (do not stop at the first cycle that lost something).
+#      SOAK_KEEP_GOING=1 (do not stop at the first cycle that lost something),
+#      SOAK_FAULTS="two_down kill_brick" (only these faults; default all).
+# A cycle that lost something or left replicas differing prints, for each
+# path named (up to 5), what every brick holds there and the markers of the
+# object and of its folder, before the tree is emptied.
 # Usage: scripts/soak.sh --cycles N
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,8 +37,27 @@ export RFS_TEST_TIMEOUT=$((CYCLES * 120 + 120))
 set --
 source "$RFS_SRC_DIR/tests/failover/lib.sh"
 RANDOM=${SOAK_SEED:-$$}
-FAULTS=(kill_brick hang_brick two_down restart_brick)
+read -r -a FAULTS <<<"${SOAK_FAULTS:-kill_brick hang_brick two_down restart_brick}"
 heal_built || fail "replicafs heal is not built in $RFS_BIN_DIR"
+
+# where PATH: what each brick holds at PATH (volume-relative) and the
+# replication markers (hex) of that object and of its folder.
+marks() {
+    getfattr -h -d -m 'trusted\.rfs\.(id|dirty|pending)' -e hex "$1" 2>/dev/null |
+        sed -n 's/^trusted\.rfs\.//p' | tr '\n' ' '
+}
+where() {
+    local p=$1 i
+    for i in 1 2 3; do
+        local o="$T/brick$i/$p" d
+        d=$(dirname "$o")
+        if [ -e "$o" ] || [ -L "$o" ]; then
+            echo "    brick $i: $(stat -c '%F size=%s' "$o") [$(marks "$o")] folder [$(marks "$d")]" >&2
+        else
+            echo "    brick $i: absent; folder $([ -d "$d" ] && echo "[$(marks "$d")]" || echo absent)" >&2
+        fi
+    done
+}
 
 # A write through mount $1 succeeds (quorum is back for it); a temp name,
 # which verify lists as INFO only.
@@ -116,6 +139,10 @@ print($rec_total + $rec, max($rec_max, $rec), $heal_total + $ht, max($heal_max, 
     if [ "$bad" != 0 ] || [ "$rep" != 0 ]; then
         grep -E '^(MISSING|WRONG|PARTIAL|RESURRECTED|UNEXPECTED|EXCL|REPLICA)' \
             "$T/verify-$cycle.out" | sed -n 1,5p >&2 || true
+        grep -E '^(MISSING|WRONG|PARTIAL|RESURRECTED|UNEXPECTED|EXCL|REPLICA)' \
+            "$T/verify-$cycle.out" | sed -E 's/^REPLICA [^ ]+ /REPLICA /' |
+            cut -d' ' -f2 | tr -d ':' | sort -u | head -n 5 |
+            while read -r p; do echo "  $p:" >&2; where "$p"; done || true
         [ "${SOAK_KEEP_GOING:-0}" = 1 ] || break
     fi
     # Empty the volume for the next cycle (through a mount: more deletes).

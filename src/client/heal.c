@@ -980,7 +980,14 @@ static void fnv(uint64_t *hsh, const void *p, size_t len)
 /* What a brick's copy of id is, folded into one number: type, mode,
  * owner, and the content (a directory's names with ids and types, a
  * file's size and block sums, a symlink's target).  Times are left out:
- * they differ by nothing a reader can rely on.  0 or -errno. */
+ * they differ by nothing a reader can rely on.  0 or -errno.
+ *
+ * Called with id locked (a directory: its whole entry lock too) on b, so
+ * a directory is listed with READDIR_SWEEP: it is dirty, i.e. a change in
+ * it was cut off, maybe by a crash of b between making a name and giving
+ * it its id.  Such debris is invisible to the listing, so the copies look
+ * equal, and nothing else would ever remove it (soak, two_down: an id-less
+ * folder left on the two bricks that were killed). */
 static int vote_key(struct healer *h, unsigned b, const struct rfs_id *id,
                     uint64_t *key)
 {
@@ -997,7 +1004,7 @@ static int vote_key(struct healer *h, unsigned b, const struct rfs_id *id,
     if (S_ISDIR(a.mode)) {
         struct hlist l;
 
-        rc = list_dir(h, b, id, 0, &l);
+        rc = list_dir(h, b, id, READDIR_SWEEP, &l);
         if (rc < 0)
             return rc;
         for (size_t i = 0; i < l.n; i++) {
