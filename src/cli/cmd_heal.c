@@ -266,12 +266,7 @@ static void worker(const struct vol_config *vol, bool full, bool verbose,
     uv_loop_t loop;
     int rc = 1;
 
-    /* A heal that is killed stops all of it: an admin who kills it does
-     * not expect its workers to go on (what they did is safe to stop at
-     * any point: docs/heal.md, invariants 2-4). */
-    (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent)
-        _exit(1);
+    heal_worker_bind(parent, SIGKILL);
     if (uv_loop_init(&loop) == 0 && healer_new(&loop, vol, 3000, &h) == 0) {
         heal_set_split(h, false, jobs, k);
         heal_set_verbose(h, verbose);

@@ -68,8 +68,10 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1843,4 +1845,11 @@ int heal_object(struct healer *h, const struct rfs_id *id,
     }
     h->work.n = 0;
     return rc;
+}
+
+void heal_worker_bind(pid_t parent, int sig)
+{
+    (void)prctl(PR_SET_PDEATHSIG, sig);
+    if (getppid() != parent) /* died before prctl: nobody to signal us */
+        _exit(1);
 }

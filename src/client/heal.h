@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "replicafs/proto.h"
@@ -105,6 +106,17 @@ void heal_set_split(struct healer *h, bool dirs_only, unsigned nparts,
  * line each: what was done to which brick, or why not (split-brain,
  * deferred, the error of the step that failed).  For `heal --verbose`. */
 void heal_set_verbose(struct healer *h, bool on);
+/*
+ * First call of a forked heal or rebuild worker: it gets signal sig when
+ * its parent (pid `parent`, taken before the fork) dies, and exits at once
+ * if that already happened.  A killed `replicafs heal` or `rebuild` stops
+ * all of its work: an admin who kills it does not expect workers to go on,
+ * and what they did is safe to cut off at any point (docs/heal.md); a
+ * rebuild worker asks for SIGTERM, which its inherited handler turns into
+ * "stop after the object in hand".  Comparing with the pid, not with 1,
+ * also holds under a subreaper.
+ */
+void heal_worker_bind(pid_t parent, int sig);
 
 /*
  * The bricks' suspect marks (daemon/suspect.h; docs/heal.md, "Suspect

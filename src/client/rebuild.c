@@ -305,6 +305,7 @@ struct run {
     struct heal_stats *slots;    /* MAP_SHARED: workers' stats, or NULL */
     unsigned nslots;
     struct heal_stats *mine;     /* in a worker: its slot */
+    pid_t self;                  /* the parent's pid, for its workers */
 };
 
 #define STAT_WORDS (sizeof(struct heal_stats) / sizeof(uint64_t))
@@ -428,9 +429,7 @@ static void worker(const struct run *parent, unsigned part,
     uv_loop_t loop;
     int rc = 2;
 
-    (void)prctl(PR_SET_PDEATHSIG, SIGTERM); /* a killed rebuild stops all */
-    if (getppid() == 1)
-        _exit(2);
+    heal_worker_bind(parent->self, SIGTERM);
     if (uv_loop_init(&loop) == 0 &&
         healer_new(&loop, o->vol, 3000, &r.h) == 0) {
         heal_set_split(r.h, false, o->jobs, part);
@@ -464,6 +463,7 @@ static int run_workers(struct run *r)
     r->nslots = jobs;
     fflush(stdout);
     fflush(stderr);
+    r->self = getpid();
     for (unsigned i = 0; i < jobs; i++) {
         pid_t pid = fork();
 

@@ -9,8 +9,8 @@
  *
  * READDIR_SWEEP (the caller, heal, holds the directory's whole entry lock,
  * so no client is making or renaming a name in it): an entry without an id
- * whose ctime is before this run of the daemon started (minus
- * SWEEP_MARGIN_NS, the kernel's coarse clock) is the debris of a crash
+ * whose ctime is before this run of the daemon started (less 20 ms, the
+ * kernel's coarse clock: srv->sweep_before) is the debris of a crash
  * inside ops_create.c invariant 1's window, never an object being made
  * (this run makes names only after it started): it is removed.  A
  * directory that is not empty is left alone.  Without this, debris under
@@ -51,7 +51,6 @@ struct op_readdir {
     uint32_t swept;              /* debris removed */
 };
 
-#define SWEEP_MARGIN_NS 20000000L /* > one tick of the coarse clock */
 
 static bool ts_before(const struct timespec *a, const struct timespec *b)
 {
@@ -182,12 +181,7 @@ void op_readdir(struct req *r)
     op->r = r;
     op->cookie = m->cookie;
     op->sweep = m->flags & READDIR_SWEEP;
-    op->before = r->srv->started;
-    op->before.tv_nsec -= SWEEP_MARGIN_NS;
-    if (op->before.tv_nsec < 0) {
-        op->before.tv_nsec += 1000000000L;
-        op->before.tv_sec--;
-    }
+    op->before = r->srv->sweep_before;
     op->max = m->max_bytes < PROTO_READDIR_MAX ? m->max_bytes
                                                : PROTO_READDIR_MAX;
     get1_start(&op->g, r, &m->id, readdir_obj_cb);

@@ -68,7 +68,9 @@ struct server {
     int exit_status;
     uint8_t boot_id[16];           /* kernel boot id: sums.c invariant 1 */
     struct suspect suspect;        /* may have missed changes (suspect.h) */
-    struct timespec started;       /* CLOCK_REALTIME at server_init() */
+    struct timespec sweep_before;  /* server_init() time less a margin:
+                                      READDIR_SWEEP removes names without
+                                      an id older than it (ops_dir.c) */
 };
 
 /*
