@@ -51,7 +51,9 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: replicafsd --volume FILE --brick N --dir DIR [--init]\n"
                "                  [--listen ADDR:PORT] [--metrics ADDR:PORT]"
-               " [--foreground]\n");
+               " [--foreground]\n"
+               "  tuning (docs/daemon.md): [--fd-cache N] [--max-requests N]"
+               " [--ring-metadata]\n");
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
