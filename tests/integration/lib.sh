@@ -160,8 +160,11 @@ brick_start() {
     local i=$1
     shift
     mkdir -p "$T/brick$i"
+    # RFS_BRICK_ARGS: more replicafsd options for every brick of the test
+    # (tests/CMakeLists.txt runs some tests again with --ring-metadata).
+    # shellcheck disable=SC2086
     "$RFS_BIN_DIR/replicafsd" --volume "$VOL" --brick "$i" --dir "$T/brick$i" \
-        --listen "127.0.0.1:${BRICK_PORT[$i]}" --foreground "$@" \
+        --listen "127.0.0.1:${BRICK_PORT[$i]}" --foreground ${RFS_BRICK_ARGS:-} "$@" \
         >>"$T/brick$i.log" 2>&1 &
     BRICK_PID[$i]=$!
     wait_for 30 port_open "${BRICK_PORT[$i]}" ||
