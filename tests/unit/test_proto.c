@@ -1161,7 +1161,7 @@ Test(proto, xattrop_counts)
     memset(r.pending, 0, sizeof(r.pending));
     n = proto_encode(buf, sizeof(buf), &h, 0, &r, NULL);
     /* id, dirty, npending, clear_suspect, lk, lk_owner, lk_name (u16 len) */
-    cr_assert_eq(n, 16 + 16 + 8 + 4 + 8 + 4 + 8 + 2 + strlen(r.lk_name));
+    cr_assert_eq(n, (ssize_t)(16 + 16 + 8 + 4 + 8 + 4 + 8 + 2 + strlen(r.lk_name)));
     cr_assert_eq(proto_decode(&h, buf + 16, (size_t)n - 16, NULL, &o), 0);
     cr_assert(memcmp(&r, &o, sizeof(r)) == 0);
     r.npending = PROTO_MAX_BRICKS;
