@@ -20,7 +20,9 @@
 #      SOAK_FAULTS="two_down kill_brick" (only these faults; default all).
 # A cycle that lost something or left replicas differing prints, for each
 # path named (up to 5), what every brick holds there and the markers of the
-# object and of its folder, before the tree is emptied.
+# object and of its folder, before the tree is emptied; a heal that did not
+# finish prints the same for the first 3 objects heal named (by id: where
+# each brick has it, under which names).
 # Usage: scripts/soak.sh --cycles N
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,6 +41,27 @@ source "$RFS_SRC_DIR/tests/failover/lib.sh"
 RANDOM=${SOAK_SEED:-$$}
 read -r -a FAULTS <<<"${SOAK_FAULTS:-kill_brick hang_brick two_down restart_brick}"
 heal_built || fail "replicafs heal is not built in $RFS_BIN_DIR"
+
+# where_id HEX: object HEX on each brick: its ids/ entry, names, markers,
+# and its folder's markers.
+where_id() {
+    local id=$1 i
+    for i in 1 2 3; do
+        local e="$T/brick$i/.replicafs/ids/${id:0:2}/$id" o="$T/brick$i/.replicafs/orphans/$id" n
+        if [ -L "$e" ] && [ ! -e "$e" -o "$(stat -c %h "$e")" = 1 ]; then
+            n=$(readlink "$e")   # a folder: <parent hex>/<name>
+            echo "    brick $i: folder, link $n [$(marks "$e")]" >&2
+        elif [ -e "$e" ]; then
+            n=$(find "$T/brick$i" -path "$T/brick$i/.replicafs" -prune -o -samefile "$e" -print 2>/dev/null | sed "s|^$T/brick$i/||" | head -n 3 | tr '\n' ' ')
+            echo "    brick $i: $(stat -c '%F size=%s nlink=%h' "$e") names: ${n:-none} [$(marks "$e")]" >&2
+            for f in $n; do echo "      folder of $f: [$(marks "$(dirname "$T/brick$i/$f")")]" >&2; done
+        elif [ -e "$o" ]; then
+            echo "    brick $i: orphan (open, no name) [$(marks "$o")]" >&2
+        else
+            echo "    brick $i: absent" >&2
+        fi
+    done
+}
 
 # where PATH: what each brick holds at PATH (volume-relative) and the
 # replication markers (hex) of that object and of its folder.
@@ -119,6 +142,9 @@ for ((cycle = 1; cycle <= CYCLES; cycle++)); do
         healfail=$((healfail + 1))
         log "cycle $cycle: heal --wait failed: $(tail -n 2 "$T/heal-$cycle.log" | tr '\n' ' ')"
         heal_why "$T/heal-$cycle.log"
+        grep -o '^heal: [0-9a-f]\{32\} ' "$T/heal-$cycle.log" | cut -d' ' -f2 |
+            sort | uniq -c | sort -rn | head -n 3 | while read -r _ id; do
+                echo "  object $id:" >&2; where_id "$id"; done || true
     fi
     ht=$(since "$h0")
     read -r rec_total rec_max heal_total heal_max < <(python3 -c "
