@@ -685,9 +685,15 @@ static void rcall_cb(int status, const void *rep, void *arg)
     rcall_next(rc);
 }
 
-/* The next brick to try: the pinned one (once), else a good one. */
+/* The next brick to try: the pinned one (once), else a good one.  None
+ * once the volume is closing: its links may be freed already (a listing
+ * pinned to a brick, deferred past volume_close, read freed memory). */
 static int rcall_pick(struct rcall *rc, int *why)
 {
+    if (rc->v->closing) {
+        *why = -ENOTCONN;
+        return -1;
+    }
     if (rc->pin) {
         *why = -ENOTCONN;
         return (rc->tried & BMASK(rc->pin - 1)) ? -1 : (int)rc->pin - 1;
