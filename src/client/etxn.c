@@ -373,15 +373,22 @@ static void et_cseq_done(struct fan *f)
     et_lock_seq(t);
 }
 
+/* The entry lock of a compound transaction on xr, with step lk. */
+static void et_xr_lock(const struct etxn *t, struct xattrop_req *xr,
+                       uint32_t lk)
+{
+    xr->lk = lk | XO_ENTRY;
+    xr->lk_owner = t->lk[0].owner;
+    memcpy(xr->lk_name, t->lk[0].name, sizeof(t->lk[0].name));
+}
+
 static void et_cxr(struct etxn *t, int64_t dirty, uint32_t lk)
 {
     memset(&t->pxr[0], 0, sizeof(t->pxr[0]));
     t->pxr[0].id = t->par[0]->id;
     t->pxr[0].dirty = dirty;
     t->pxr[0].npending = t->v->n;
-    t->pxr[0].lk = lk | XO_ENTRY;
-    t->pxr[0].lk_owner = t->lk[0].owner;
-    memcpy(t->pxr[0].lk_name, t->lk[0].name, sizeof(t->lk[0].name));
+    et_xr_lock(t, &t->pxr[0], lk);
 }
 
 /* et_lock_seq's step on the compound path: brick seq_b, blocking. */
@@ -699,9 +706,7 @@ static void et_post(struct etxn *t, bmask_t clear, bmask_t blame_on)
         if (t->compound) {
             /* The entry lock goes with the clear (XO_UNLOCK), on the
              * bricks that get it; et_unlock does the others. */
-            t->pxr[p].lk = XO_UNLOCK | XO_ENTRY;
-            t->pxr[p].lk_owner = t->lk[0].owner;
-            memcpy(t->pxr[p].lk_name, t->lk[0].name, sizeof(t->lk[0].name));
+            et_xr_lock(t, &t->pxr[p], XO_UNLOCK);
             t->released |= clear & t->locked[0];
         }
         for (unsigned b = 0; b < v->n; b++)
@@ -802,7 +807,7 @@ static void create_finish(struct et_make *m, int status)
             vfile_opened(f, t->ok);
             volume_release(t->v, f, NULL, NULL);
         } else {
-            vfile_discard(f);
+            vfile_free(f);
         }
         m->ccb(status, status < 0 ? NULL : t->child,
                status < 0 ? NULL : &m->attr, false, NULL, m->arg);

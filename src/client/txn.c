@@ -955,13 +955,6 @@ struct vfile *vfile_new(struct volume *v, struct vinode *vi, uint32_t flags)
     return f;
 }
 
-static void vfile_free(struct vfile *f);
-
-void vfile_discard(struct vfile *f)
-{
-    vfile_free(f);
-}
-
 void vfile_opened(struct vfile *f, bmask_t opened)
 {
     f->opened = opened;
@@ -1044,7 +1037,7 @@ struct op_open {
     struct fan fan;
 };
 
-static void vfile_free(struct vfile *f)
+void vfile_free(struct vfile *f)
 {
     if (!vlist_empty(&f->link))
         vlist_del(&f->link);

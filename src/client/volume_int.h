@@ -278,12 +278,13 @@ bool txn_inode_idle(const struct vinode *vi);
  * user left (the kernel sends no RELEASE once the session is gone). */
 void txn_release_all(struct volume *v);
 void rdir_close_all(struct volume *v);
-/* Open files the engine opens itself (CREATE_OPEN, etxn.c): a vfile not
- * yet open (holds a reference to vi); then either vfile_opened() with the
- * bricks that pinned it, after which it is the caller's to release with
- * volume_release(), or vfile_discard() when nothing was opened. */
+/* Open files (txn.c), also for the engine's own opens (CREATE_OPEN,
+ * etxn.c): a vfile not yet open (holds a reference to vi); then either
+ * vfile_opened() with the bricks that pinned it, after which it is the
+ * caller's to release with volume_release(), or vfile_free() when nothing
+ * holds it open. */
 struct vfile *vfile_new(struct volume *v, struct vinode *vi, uint32_t flags);
 void vfile_opened(struct vfile *f, bmask_t opened);
-void vfile_discard(struct vfile *f);
+void vfile_free(struct vfile *f);
 
 #endif

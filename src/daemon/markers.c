@@ -98,6 +98,18 @@ bool xattrop_pending_delta(const struct xattrop_req *m)
     return false;
 }
 
+/* The lock an XATTROP names: its domain, and its entry name ("" for the
+ * inode lock). */
+static enum lk_domain lk_dom(const struct xattrop_req *m)
+{
+    return (m->lk & XO_ENTRY) ? LK_DOM_ENTRY : LK_DOM_INODE;
+}
+
+static const char *lk_name(const struct xattrop_req *m)
+{
+    return (m->lk & XO_ENTRY) ? m->lk_name : "";
+}
+
 /* Invariant 6: release the lock the op was asked to release, or took and
  * failed under. */
 static void lk_settle(struct req *r, int rc)
@@ -105,9 +117,8 @@ static void lk_settle(struct req *r, int rc)
     const struct xattrop_req *m = REQ_MSG(r, xattrop_req);
 
     if ((m->lk & XO_UNLOCK) || ((m->lk & XO_LOCK) && rc < 0))
-        (void)lockmgr_unlock(&r->srv->locks, r->c, m->lk_owner,
-                             (m->lk & XO_ENTRY) ? LK_DOM_ENTRY : LK_DOM_INODE,
-                             &m->id, (m->lk & XO_ENTRY) ? m->lk_name : "");
+        (void)lockmgr_unlock(&r->srv->locks, r->c, m->lk_owner, lk_dom(m),
+                             &m->id, lk_name(m));
 }
 
 static void xop_finish(struct xop *x, int rc)
@@ -358,15 +369,10 @@ void op_xattrop(struct req *r)
     x->r = r;
     list_init(&x->link);
     if (m->lk & XO_LOCK) {
-        x->lk.conn = r->c;
-        x->lk.owner = m->lk_owner;
-        x->lk.type = LK_WR;
-        x->lk.flags = (m->lk & XO_NONBLOCK) ? LK_NONBLOCK : 0;
-        x->lk.cb = xop_locked_cb;
-        strcpy(x->lk.name, (m->lk & XO_ENTRY) ? m->lk_name : "");
-        rc = lockmgr_lock(&r->srv->locks, &x->lk,
-                          (m->lk & XO_ENTRY) ? LK_DOM_ENTRY : LK_DOM_INODE,
-                          &m->id);
+        rc = ops_lock_take(r, &x->lk, lk_dom(m), &m->id, lk_name(m),
+                           m->lk_owner, LK_WR,
+                           (m->lk & XO_NONBLOCK) ? LK_NONBLOCK : 0,
+                           xop_locked_cb);
         if (rc == 1)
             return; /* queued: xop_locked_cb goes on */
         if (rc < 0) {

@@ -45,10 +45,20 @@ void op_checksum(struct req *r);
 /* ops_dir.c */
 void op_readdir(struct req *r);
 void op_heal_list(struct req *r);
-/* ops_repl.c */
+/* ops_lock.c, markers.c */
 void op_inodelk(struct req *r);
 void op_entrylk(struct req *r);
 void op_xattrop(struct req *r);
+/*
+ * Ask the lock manager for (dom, id, name) on behalf of r's connection and
+ * `owner`, with cb for a queued grant (ops_lock.c): lockmgr_lock's result
+ * (0 granted, 1 queued, -errno).  lk is the caller's and must stay alive
+ * until cb when queued.  INODELK, ENTRYLK and XATTROP's XO_LOCK all take
+ * their locks here.
+ */
+int ops_lock_take(struct req *r, struct lk_req *lk, enum lk_domain dom,
+                  const struct rfs_id *id, const char *name, uint64_t owner,
+                  uint32_t type, uint32_t flags, lk_cb cb);
 
 /* ---- shared helpers: ops_util.c ---- */
 

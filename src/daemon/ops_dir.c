@@ -51,7 +51,6 @@ struct op_readdir {
     uint32_t swept;              /* debris removed */
 };
 
-
 static bool ts_before(const struct timespec *a, const struct timespec *b)
 {
     return a->tv_sec < b->tv_sec ||

@@ -33,6 +33,19 @@ static void lock_granted_cb(struct lk_req *lk, int status)
         req_reply(r, status, NULL);
 }
 
+int ops_lock_take(struct req *r, struct lk_req *lk, enum lk_domain dom,
+                  const struct rfs_id *id, const char *name, uint64_t owner,
+                  uint32_t type, uint32_t flags, lk_cb cb)
+{
+    lk->conn = r->c;
+    lk->owner = owner;
+    lk->type = type;
+    lk->flags = flags;
+    lk->cb = cb;
+    strcpy(lk->name, name);
+    return lockmgr_lock(&r->srv->locks, lk, dom, id);
+}
+
 static void lock_common(struct req *r, enum lk_domain dom,
                         const struct rfs_id *id, const char *name,
                         uint64_t owner, uint32_t type, uint32_t flags)
@@ -55,13 +68,8 @@ static void lock_common(struct req *r, enum lk_domain dom,
         return;
     }
     op->r = r;
-    op->lk.conn = r->c;
-    op->lk.owner = owner;
-    op->lk.type = type;
-    op->lk.flags = flags;
-    op->lk.cb = lock_granted_cb;
-    strcpy(op->lk.name, name);
-    rc = lockmgr_lock(&srv->locks, &op->lk, dom, id);
+    rc = ops_lock_take(r, &op->lk, dom, id, name, owner, type, flags,
+                       lock_granted_cb);
     if (rc == 1)
         return; /* queued: lock_granted_cb answers */
     free(op);

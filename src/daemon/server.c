@@ -121,8 +121,8 @@ int server_init(struct server *srv, uv_loop_t *loop,
     int rc;
 
     memset(srv, 0, sizeof(*srv));
-    /* Less more than one tick of the kernel's coarse clock, which stamps
-     * ctimes: a name this run made can never look older than it. */
+    /* Set back by more than one tick of the kernel's coarse clock, which
+     * stamps ctimes: a name this run made can never look older than it. */
     clock_gettime(CLOCK_REALTIME, &srv->sweep_before);
     srv->sweep_before.tv_nsec -= 20000000L;
     if (srv->sweep_before.tv_nsec < 0) {
