@@ -132,15 +132,23 @@ count_ge() { test "$(grep -c -- "$3" "$2" 2>/dev/null)" -ge "$1"; }
 # The mount NAME has seen brick N come up at least TIMES times.
 brick_seen_up() { count_ge "$3" "$T/$1.log" "brick $2 .* is up"; }
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+# free_ports N: N distinct free ports on 127.0.0.1.  All are held open
+# until every one is chosen: two separate picks can get the same port (a
+# sanitizer run had bricks 2 and 3 on one port, and brick 3 not started).
+free_ports() {
+    python3 -c 'import socket, sys
+ss = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
 }
+free_port() { free_ports 1; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Write $VOL and its key for $NBRICKS bricks on fresh ports.
 volume_create() {
-    local i
+    local i ports
+    read -r -a ports <<<"$(free_ports "$NBRICKS")"
     "$RFS_BIN_DIR/replicafs" keygen >"$T/vol.key"
     {
         echo "[volume]"
@@ -148,7 +156,7 @@ volume_create() {
         echo "replica = $NBRICKS"
         echo "secret-file = vol.key"
         for ((i = 1; i <= NBRICKS; i++)); do
-            BRICK_PORT[$i]=$(free_port)
+            BRICK_PORT[$i]=${ports[$((i - 1))]}
             echo "[brick.$i]"
             echo "address = 127.0.0.1:${BRICK_PORT[$i]}"
         done
