@@ -183,7 +183,16 @@ struct ping_rep {
 struct lookup_req {
     struct rfs_id parent;
     char name[PROTO_NAME_MAX + 1];
+    uint32_t flags; /* LOOKUP_* */
 };
+/* Answer only if this brick's copy of the parent is clean (its dirty
+ * counter is 0), else EAGAIN: a dirty copy may hold a change that was never
+ * committed (done by a minority, or cut off mid-way), so its answer alone
+ * proves nothing and the client asks every brick (docs/protocol.md). */
+#define LOOKUP_CLEAN 1u
+/* With LOOKUP_CLEAN: the caller holds one dirty mark on the parent itself
+ * (a create's precheck under its entry lock), so a counter of 1 is clean. */
+#define LOOKUP_OWN_MARK 2u
 struct attr_rep { /* reply of LOOKUP, GETATTR, SETATTR, MKDIR, MKNOD,
                      SYMLINK, LINK, OPEN */
     struct proto_attr attr;

@@ -762,8 +762,7 @@ struct et_make {
     struct vfile *f;         /* create: opened with it (CREATE_OPEN) */
     vol_create_cb ccb;       /* create's callback (cb is NULL) */
     struct mkwait w;
-    struct rcall rc;
-    struct lookup_req lreq;
+    struct lkq q;            /* create's PRE */
 };
 
 static const void *make_req(struct etxn *t)
@@ -844,16 +843,9 @@ static void make_destroy(struct etxn *t)
     free(vcontainer_of(t, struct et_make, t));
 }
 
-static void create_pre_reply(struct rcall *rc, const void *rep)
+static void create_pre_done(struct lkq *q, int status)
 {
-    struct et_make *m = vcontainer_of(rc, struct et_make, rc);
-
-    m->attr = ((const struct attr_rep *)rep)->attr;
-}
-
-static void create_pre_done(struct rcall *rc, int status)
-{
-    struct et_make *m = vcontainer_of(rc, struct et_make, rc);
+    struct et_make *m = vcontainer_of(q, struct et_make, q);
     struct vinode *vi;
     int r;
 
@@ -865,6 +857,7 @@ static void create_pre_done(struct rcall *rc, int status)
         et_pre_done(&m->t, false, status);
         return;
     }
+    m->attr = q->attr;
     if (S_ISDIR(m->attr.mode)) {
         et_pre_done(&m->t, false, -EISDIR);
         return;
@@ -888,9 +881,10 @@ static void create_pre_markers_cb(struct mkwait *w, int status)
         et_pre_done(&m->t, false, status == -ENOENT ? -ENOENT : status);
         return;
     }
-    m->rc.on_reply = create_pre_reply;
-    m->rc.on_done = create_pre_done;
-    vol_rcall_start(&m->rc, m->t.v, m->t.par[0], OP_LOOKUP, &m->lreq, false);
+    /* Under our entry lock, and marked (compound), on t->part: a second
+     * mark on a brick's folder is a change left there undecided. */
+    vol_lookup_quorum(&m->q, m->t.v, m->t.par[0], m->req.create.name,
+                      m->t.part, m->t.compound, create_pre_done);
 }
 
 static void create_precheck(struct etxn *t)
@@ -1051,8 +1045,6 @@ int volume_create(struct volume *v, struct vinode *parent, const char *name,
      * brick that has the name is a stale one, and must not hand back an
      * object with another id. */
     m->req.create.flags = CREATE_EXCL | CREATE_OPEN;
-    m->lreq.parent = parent->id;
-    snprintf(m->lreq.name, sizeof(m->lreq.name), "%s", name);
     et_start(&m->t);
     return 0;
 }

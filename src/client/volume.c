@@ -750,10 +750,10 @@ struct op_lookup {
     vol_entry_cb cb;
     void *arg;
     struct mkwait w;
-    struct rcall rc;
-    int brick;              /* that answered LOOKUP */
+    struct rcall rc;        /* GETATTR from a good brick */
+    struct lkq q;           /* the LOOKUP */
     unsigned tries;         /* LOOKUPs sent */
-    struct lookup_req req;
+    char name[PROTO_NAME_MAX + 1];
     struct getattr_req greq;
     struct proto_attr attr;
 };
@@ -812,7 +812,7 @@ static void lookup_child_markers_cb(struct mkwait *w, int status)
             lookup_finish(op, status);
         return;
     }
-    if (!(op->child->blamed & BMASK(op->brick))) {
+    if (!(op->child->blamed & BMASK(op->q.brick))) {
         lookup_finish(op, 0);
         return;
     }
@@ -824,16 +824,16 @@ static void lookup_child_markers_cb(struct mkwait *w, int status)
     vol_rcall_start(&op->rc, op->v, op->child, OP_GETATTR, &op->greq, true);
 }
 
-static void lookup_done(struct rcall *rc, int status)
+static void lookup_done(struct lkq *q, int status)
 {
-    struct op_lookup *op = vcontainer_of(rc, struct op_lookup, rc);
+    struct op_lookup *op = vcontainer_of(q, struct op_lookup, q);
     int r;
 
     if (status < 0) {
         lookup_finish(op, status);
         return;
     }
-    op->brick = rc->brick;
+    op->attr = q->attr;
     r = volume_inode_get(op->v, &op->attr.id, &op->child);
     if (r < 0) {
         lookup_finish(op, r);
@@ -846,9 +846,8 @@ static void lookup_done(struct rcall *rc, int status)
 static void lookup_send(struct op_lookup *op)
 {
     op->tries++;
-    op->rc.on_reply = lookup_attr_reply;
-    op->rc.on_done = lookup_done;
-    vol_rcall_start(&op->rc, op->v, op->parent, OP_LOOKUP, &op->req, false);
+    vol_lookup_quorum(&op->q, op->v, op->parent, op->name, 0, false,
+                      lookup_done);
 }
 
 static void lookup_parent_markers_cb(struct mkwait *w, int status)
@@ -878,8 +877,7 @@ int volume_lookup(struct volume *v, struct vinode *parent, const char *name,
     volume_inode_ref(parent);
     op->cb = cb;
     op->arg = arg;
-    op->req.parent = parent->id;
-    memcpy(op->req.name, name, len + 1);
+    memcpy(op->name, name, len + 1);
     op->w.fn = lookup_parent_markers_cb;
     vol_markers_ensure(parent, &op->w);
     return 0;

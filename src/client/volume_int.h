@@ -266,6 +266,33 @@ struct rcall {
 void vol_rcall_start(struct rcall *rc, struct volume *v, struct vinode *vi,
                      uint16_t op, const void *req, bool retry_enoent);
 
+/*
+ * lkq (lkq.c): LOOKUP of `name` under `parent`, answered by one brick whose
+ * copy of the folder is clean, else by a quorum of good bricks of `among`
+ * (0: all) that agree; -EIO when none can.  own_mark: the caller holds one
+ * dirty mark on the parent itself.  done(0) with q->attr and q->brick, or
+ * done(-errno), once, from the loop.  The caller owns q and keeps a
+ * reference on parent until done.
+ */
+struct lkq {
+    struct volume *v;       /* borrowed */
+    struct vinode *parent;  /* borrowed */
+    bmask_t among;
+    bmask_t asked;
+    unsigned votes;
+    int brick;              /* 0-based: the brick whose answer it is */
+    struct proto_attr attr; /* the answer, on done(0) */
+    void (*done)(struct lkq *q, int status);
+    struct lookup_req req;
+    struct rcall rc;
+    struct fan fan;
+    int st[PROTO_MAX_BRICKS];
+    struct proto_attr battr[PROTO_MAX_BRICKS];
+};
+void vol_lookup_quorum(struct lkq *q, struct volume *v, struct vinode *parent,
+                       const char *name, bmask_t among, bool own_mark,
+                       void (*done)(struct lkq *q, int status));
+
 /* ---- transactions (txn.c) ---- */
 
 /* The eager lock ends soon: a brick came up (it must join the next one). */

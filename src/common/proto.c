@@ -168,6 +168,7 @@ static const struct field ping_rep_f[] = {U64(ping_rep, stamp)};
 static const struct field lookup_req_f[] = {
     ID(lookup_req, parent),
     NAME(lookup_req, name),
+    U32M(lookup_req, flags, LOOKUP_CLEAN | LOOKUP_OWN_MARK),
 };
 static const struct field attr_rep_f[] = {ATTR(attr_rep, attr)};
 static const struct field getattr_req_f[] = {ID(getattr_req, id)};

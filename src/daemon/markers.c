@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 
 #include "common/id.h"
 #include "conn.h"
@@ -76,6 +77,32 @@ static int64_t get_i64(const uint8_t *p)
     for (int i = 0; i < 8; i++)
         v |= (uint64_t)p[i] << (8 * i);
     return (int64_t)v;
+}
+
+/*
+ * The dirty counter of a directory, read now (LOOKUP_CLEAN).  Synchronous:
+ * the directory is open and cached, the read is one fgetxattr on its fd,
+ * and an answer that waited for the xops queue would be no truer (a mark
+ * may land the moment after anyway).  0 or -errno.
+ */
+int markers_dirty_now(const struct obj *o, int64_t *dirty)
+{
+    uint8_t buf[8];
+    ssize_t n = o->opath ? ids_opath_getxattr(o->fd, XATTR_DIRTY, buf, 8)
+                         : fgetxattr(o->fd, XATTR_DIRTY, buf, 8);
+
+    if (n < 0 && !o->opath)
+        n = -errno;
+    if (n == -ENODATA) {
+        *dirty = 0;
+        return 0;
+    }
+    if (n < 0)
+        return (int)n;
+    if (n != 8)
+        return -EIO;
+    *dirty = get_i64(buf);
+    return 0;
 }
 
 static bool marked(const struct xop *x)

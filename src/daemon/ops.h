@@ -133,6 +133,8 @@ void csum_write_end(struct server *srv, struct obj *o);
 void csum_forget(struct server *srv, const struct rfs_id *id);
 
 /* INVAL events to the other clients after a change (server.c). */
+/* A directory's dirty counter, read now (markers.c): 0 or -errno. */
+int markers_dirty_now(const struct obj *o, int64_t *dirty);
 /* Does this XATTROP change some pending counter (markers.c)? */
 bool xattrop_pending_delta(const struct xattrop_req *m);
 /* Is some MKDIR/CREATE/... of this brick making a name in dir right now

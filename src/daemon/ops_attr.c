@@ -389,6 +389,21 @@ static void lookup_parent_cb(struct get1 *g, struct obj *o)
         req_reply(r, rc, NULL);
         return;
     }
+    if (m->flags & LOOKUP_CLEAN) {
+        /* A dirty copy of the folder may hold a change no quorum made:
+         * the client must hear more than this brick (proto.h). */
+        int64_t dirty = 0;
+        int rc = markers_dirty_now(o, &dirty);
+
+        if (rc == 0 && dirty > ((m->flags & LOOKUP_OWN_MARK) ? 1 : 0))
+            rc = -EAGAIN;
+        if (rc < 0) {
+            ids_put(&r->srv->ids, o);
+            free(op);
+            req_reply(r, rc, NULL);
+            return;
+        }
+    }
     op->parent = o;
     probe_start(&op->p, &r->srv->st, o->fd, m->name, lookup_probe_cb);
 }

@@ -27,44 +27,16 @@ sync
 unmount_volume "$A"
 check "clean before" $HC clean "$T" 3
 
-# set_dirty BRICK REL: dirty = 1 and the heal index entry, as the brick
-# does when a change starts.
-set_dirty() {
-    python3 - "$T/brick$1" "$2" <<'PY'
-import os, struct, sys
-root, rel = sys.argv[1], sys.argv[2]
-p = os.path.join(root, rel)
-hi, lo = struct.unpack("<QQ", os.getxattr(p, "trusted.rfs.id"))
-open(os.path.join(root, ".replicafs/heal", "%016x%016x" % (hi, lo)), "w").close()
-os.setxattr(p, "trusted.rfs.dirty", struct.pack("<q", 1))
-PY
-}
-# add_extra BRICK REL: a new file there with a fresh id and its ids/ link.
-add_extra() {
-    python3 - "$T/brick$1" "$2" <<'PY'
-import os, struct, sys
-root, rel = sys.argv[1], sys.argv[2]
-p = os.path.join(root, rel)
-with open(p, "w") as f:
-    f.write("only on one brick\n")
-raw = os.urandom(16)
-os.setxattr(p, "trusted.rfs.id", raw)
-hi, lo = struct.unpack("<QQ", raw)
-hx = "%016x%016x" % (hi, lo)
-os.link(p, os.path.join(root, ".replicafs/ids", hx[:2], hx))
-PY
-}
-
 log "minority versions made by hand"
 dd if=/dev/urandom of="$(brick_path 2 d/a)" bs=4096 count=1 seek=17 conv=notrunc 2>/dev/null
-set_dirty 2 d/a
-add_extra 3 d/extra
-set_dirty 3 d
+brick_set_dirty 2 d/a
+brick_add_extra 3 d/extra
+brick_set_dirty 3 d
 chmod 0600 "$(brick_path 1 d/meta)"
-set_dirty 1 d/meta
+brick_set_dirty 1 d/meta
 echo "version two" >"$(brick_path 2 sb/c)"
 echo "version three!" >"$(brick_path 3 sb/c)"
-set_dirty 1 sb/c
+brick_set_dirty 1 sb/c
 check "bricks differ before" bash -c "! $HC same '$T' 3 >/dev/null"
 
 log "heal: the majority wins, no majority is split-brain"

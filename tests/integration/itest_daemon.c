@@ -971,6 +971,39 @@ Test(daemon, xattrop_keeps_heal_index_while_markers_are_set)
     }
 }
 
+static int lookup_flags(const struct rfs_id *parent, const char *name,
+                        uint32_t flags)
+{
+    struct lookup_req l = {.parent = *parent, .flags = flags};
+    struct attr_rep r;
+
+    snprintf(l.name, sizeof(l.name), "%s", name);
+    return brick_call_sync(BC, OP_LOOKUP, &l, &r, NULL);
+}
+
+Test(daemon, lookup_clean_refuses_a_dirty_folder_with_eagain)
+{
+    struct rfs_id d, f;
+    struct xattrop_rep r;
+
+    IT_OK(it_mkdir(BC, &ROOT, "lc", &d));
+    IT_OK(it_create(BC, &d, "f", 0, &f, NULL));
+    cr_assert_eq(lookup_flags(&d, "f", LOOKUP_CLEAN), 0);
+    cr_assert_eq(lookup_flags(&d, "nope", LOOKUP_CLEAN), -ENOENT);
+
+    xattrop(&d, 1, 0, NULL, &r); /* a change of lc under way, or left */
+    cr_assert_eq(lookup_flags(&d, "f", LOOKUP_CLEAN), -EAGAIN);
+    cr_assert_eq(lookup_flags(&d, "nope", LOOKUP_CLEAN), -EAGAIN);
+    cr_assert_eq(lookup_flags(&d, "f", 0), 0, "without the flag: answered");
+    /* One mark is the caller's own: clean enough; two are not. */
+    cr_assert_eq(lookup_flags(&d, "f", LOOKUP_CLEAN | LOOKUP_OWN_MARK), 0);
+    xattrop(&d, 1, 0, NULL, &r);
+    cr_assert_eq(lookup_flags(&d, "f", LOOKUP_CLEAN | LOOKUP_OWN_MARK),
+                 -EAGAIN);
+    xattrop(&d, -2, 0, NULL, &r);
+    cr_assert_eq(lookup_flags(&d, "f", LOOKUP_CLEAN), 0, "clean again");
+}
+
 static int xattrop_lk(struct brick_conn *bc, const struct rfs_id *id,
                       int64_t dirty, uint32_t lk, uint64_t owner,
                       const char *name, struct xattrop_rep *r)

@@ -292,3 +292,32 @@ same_on_bricks() {
         cmp -s "$(brick_path 1 "$rel")" "$(brick_path "$i" "$rel")" || return 1
     done
 }
+
+# brick_set_dirty BRICK REL: dirty = 1 and the heal index entry, as the brick
+# does when a change starts (and keeps when it never ends).
+brick_set_dirty() {
+    python3 - "$T/brick$1" "$2" <<'PY'
+import os, struct, sys
+root, rel = sys.argv[1], sys.argv[2]
+p = os.path.join(root, rel)
+hi, lo = struct.unpack("<QQ", os.getxattr(p, "trusted.rfs.id"))
+open(os.path.join(root, ".replicafs/heal", "%016x%016x" % (hi, lo)), "w").close()
+os.setxattr(p, "trusted.rfs.dirty", struct.pack("<q", 1))
+PY
+}
+# brick_add_extra BRICK REL [TEXT]: a new file there (TEXT and a newline)
+# with a fresh id and its ids/ link: a create only that brick did.
+brick_add_extra() {
+    python3 - "$T/brick$1" "$2" "${3:-only on one brick}" <<'PY'
+import os, struct, sys
+root, rel = sys.argv[1], sys.argv[2]
+p = os.path.join(root, rel)
+with open(p, "w") as f:
+    f.write(sys.argv[3] + "\n")
+raw = os.urandom(16)
+os.setxattr(p, "trusted.rfs.id", raw)
+hi, lo = struct.unpack("<QQ", raw)
+hx = "%016x%016x" % (hi, lo)
+os.link(p, os.path.join(root, ".replicafs/ids", hx[:2], hx))
+PY
+}

@@ -243,6 +243,7 @@ static void fill_samples(void)
     m_ping_rep.stamp = nx();
     fill_id(&m_lookup_req.parent);
     strcpy(m_lookup_req.name, "lookup-name.jpg");
+    m_lookup_req.flags = LOOKUP_CLEAN | LOOKUP_OWN_MARK;
     fill_attr(&m_attr_rep.attr);
     fill_id(&m_getattr_req.id);
     fill_id(&m_setattr_req.id);
@@ -1023,6 +1024,9 @@ Test(proto, u32_limits)
           PROTO_READDIR_MAX + 1);
     LIMIT(OP_READDIR, PROTO_REQ, m_readdir_req, readdir_req, flags, 28,
           READDIR_SWEEP << 1);
+    /* lookup: parent 16, name 2+15 */
+    LIMIT(OP_LOOKUP, PROTO_REQ, m_lookup_req, lookup_req, flags, 16 + 17,
+          LOOKUP_OWN_MARK << 1);
     LIMIT(OP_HEAL_LIST, PROTO_REQ, m_heal_list_req, heal_list_req, max, 8,
           PROTO_HEAL_LIST_MAX + 1);
     LIMIT(OP_READ, PROTO_REQ, m_read_req, read_req, size, 24,

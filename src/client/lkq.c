@@ -1,0 +1,155 @@
+/*
+ * lkq: a LOOKUP whose answer a quorum stands behind.
+ *
+ * Why.  A change of a folder done by fewer than quorum bricks is reported
+ * failed and left dirty for heal (etxn.c invariant 4); heal later takes the
+ * majority's names.  Until then, the bricks that did it answer LOOKUP with
+ * a state that was never committed: a name they removed looks gone, a name
+ * they made looks taken.  An application told "gone" or "EEXIST" by such a
+ * brick was told something heal then undoes (docs/reliability.md, bug 17).
+ * Only a brick whose copy of the folder is clean answers alone.
+ *
+ * Design
+ * ======
+ *   ONE: LOOKUP(LOOKUP_CLEAN) on one good brick (rcall, fails over)
+ *     |-- answered (0, ENOENT, other) -----------------------> done
+ *     '-- EAGAIN: that brick's folder is dirty
+ *           v
+ *   VOTE: LOOKUP(flags 0) on every good brick of `among` at once
+ *     |-- quorum of them agree (one id, or ENOENT) ---------> done
+ *     |-- fewer than quorum could ever agree ----------------> done(-EIO)
+ *     '-- no agreement yet (a change still on its way) --> VOTE again,
+ *         at most LKQ_VOTES times, then done(-EIO)
+ *
+ * A good brick is one up and not blamed for the folder: a blamed brick
+ * missed committed changes, so its answer is not counted.  With a quorum of
+ * clean answers guaranteed to intersect every committed change, an answer
+ * shared by quorum bricks is the committed one (or one being committed).
+ *
+ * Invariants:
+ *  1. done runs exactly once, from the loop, after every call returned.
+ *  2. On done(0) q->attr and q->brick are the answer of a brick that
+ *     agreed with the result.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "client/volume_int.h"
+#include "common/id.h"
+#include "common/log.h"
+
+#define LKQ_VOTES 10 /* votes with no quorum before EIO */
+
+static void lkq_vote(struct lkq *q);
+
+static void lkq_one_reply(struct rcall *rc, const void *rep)
+{
+    struct lkq *q = vcontainer_of(rc, struct lkq, rc);
+
+    q->attr = ((const struct attr_rep *)rep)->attr;
+}
+
+static void lkq_one_done(struct rcall *rc, int status)
+{
+    struct lkq *q = vcontainer_of(rc, struct lkq, rc);
+
+    if (status == -EAGAIN) {
+        q->votes = 0;
+        lkq_vote(q);
+        return;
+    }
+    q->brick = rc->brick;
+    q->done(q, status);
+}
+
+static void lkq_vote_reply(struct fan *f, unsigned slot, int status,
+                           const void *rep)
+{
+    struct lkq *q = f->owner;
+    unsigned b = f->slot[slot].brick;
+
+    if (status == 0)
+        q->battr[b] = ((const struct attr_rep *)rep)->attr;
+    q->st[b] = status;
+}
+
+/* How many asked bricks gave brick b's answer (0 or ENOENT only). */
+static unsigned lkq_agree(const struct lkq *q, bmask_t asked, unsigned b)
+{
+    unsigned n = 0;
+
+    for (unsigned k = 0; k < q->v->n; k++) {
+        if (!(asked & BMASK(k)) || q->st[k] != q->st[b])
+            continue;
+        if (q->st[b] == 0 && !rfs_id_eq(&q->battr[k].id, &q->battr[b].id))
+            continue;
+        n++;
+    }
+    return n;
+}
+
+static void lkq_vote_done(struct fan *f)
+{
+    struct lkq *q = f->owner;
+    struct volume *v = q->v;
+    bmask_t asked = q->asked, sure = 0;
+
+    for (unsigned b = 0; b < v->n; b++) {
+        if (!(asked & BMASK(b)) || (q->st[b] != 0 && q->st[b] != -ENOENT))
+            continue;
+        sure |= BMASK(b);
+        if (lkq_agree(q, asked, b) < v->quorum)
+            continue;
+        q->brick = (int)b;
+        if (q->st[b] == 0)
+            q->attr = q->battr[b];
+        q->done(q, q->st[b]);
+        return;
+    }
+    if (bmask_count(sure) >= v->quorum && ++q->votes < LKQ_VOTES) {
+        /* Enough bricks answered but they differ: a change of this name is
+         * on its way through them.  Ask again. */
+        lkq_vote(q);
+        return;
+    }
+    log_warn("lookup of '%s': no quorum of bricks agrees (%u answered), "
+             "and the brick asked first has the folder dirty",
+             q->req.name, bmask_count(sure));
+    q->done(q, -EIO);
+}
+
+static void lkq_vote(struct lkq *q)
+{
+    struct volume *v = q->v;
+
+    q->req.flags = 0;
+    q->asked = (q->among ? q->among : vol_all_bricks(v)) & v->up &
+               ~q->parent->blamed;
+    for (unsigned b = 0; b < PROTO_MAX_BRICKS; b++)
+        q->st[b] = -ENOTCONN;
+    fan_begin(&q->fan, v, lkq_vote_reply, lkq_vote_done, q);
+    for (unsigned b = 0; b < v->n; b++)
+        if (q->asked & BMASK(b))
+            fan_call(&q->fan, b, b, OP_LOOKUP, &q->req);
+    fan_end(&q->fan);
+}
+
+void vol_lookup_quorum(struct lkq *q, struct volume *v, struct vinode *parent,
+                       const char *name, bmask_t among, bool own_mark,
+                       void (*done)(struct lkq *q, int status))
+{
+    q->v = v;
+    q->parent = parent;
+    q->among = among;
+    q->done = done;
+    q->brick = -1;
+    memset(&q->req, 0, sizeof(q->req));
+    q->req.parent = parent->id;
+    snprintf(q->req.name, sizeof(q->req.name), "%s", name);
+    q->req.flags = LOOKUP_CLEAN | (own_mark ? LOOKUP_OWN_MARK : 0);
+    q->rc.on_reply = lkq_one_reply;
+    q->rc.on_done = lkq_one_done;
+    q->rc.pin = 0;
+    vol_rcall_start(&q->rc, v, parent, OP_LOOKUP, &q->req, false);
+}
