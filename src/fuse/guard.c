@@ -31,10 +31,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "fuse/fs.h"
@@ -65,12 +67,24 @@ static void abort_connection(const char *abort_path)
     close(fd);
 }
 
+/* Has every thread of the process behind pidfd ended?  (pidfd_open(2):
+ * readable once the thread group is empty.)  No pidfd: the parent ended
+ * before the guard could ask, which also means gone. */
+static bool process_gone(int pidfd)
+{
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+    return pidfd < 0 || poll(&p, 1, 0) > 0;
+}
+
 /* The guard process.  Never returns. */
 static void guard_main(int rfd, int nullfd, pid_t parent,
                        const char *abort_path)
 {
     struct sigaction sa;
     sigset_t block, wait_mask;
+    ssize_t n;
+    int pidfd;
     char c;
 
     /* Own nothing of the mount: not the session fd, not the sockets. */
@@ -94,6 +108,11 @@ static void guard_main(int rfd, int nullfd, pid_t parent,
     sigprocmask(SIG_BLOCK, &block, &wait_mask);
     sigdelset(&wait_mask, SIGUSR1);
     prctl(PR_SET_PDEATHSIG, SIGUSR1, 0, 0, 0);
+    pidfd = (int)syscall(SYS_pidfd_open, parent, 0);
+    if (pidfd >= 0 && getppid() != parent) { /* that pid is someone else's */
+        close(pidfd);
+        pidfd = -1;
+    }
 
     /* Main said goodbye (clean exit) or closed the pipe (the whole process
      * ended, so the kernel aborted the connection itself): leave.  The
@@ -106,14 +125,20 @@ static void guard_main(int rfd, int nullfd, pid_t parent,
         if (r < 0 && errno == EINTR)
             break;
         if (r > 0) {
-            ssize_t n = read(rfd, &c, 1);
-
+            n = read(rfd, &c, 1);
             if (n == 0 || (n == 1 && c == GUARD_BYE))
                 _exit(0);
         }
     }
     fcntl(rfd, F_SETFL, O_NONBLOCK);
-    if (read(rfd, &c, 1) == 1 && c == GUARD_BYE)
+    n = read(rfd, &c, 1);
+    if (n == 1 && c == GUARD_BYE)
+        _exit(0);
+    /* End of file, or a pidfd that says so: the whole process is gone, so
+     * its last /dev/fuse descriptor closed and the kernel aborted the
+     * connection itself.  Its number may already name another mount (a
+     * guard scheduled late would abort that one): hands off. */
+    if (n == 0 || process_gone(pidfd))
         _exit(0);
     abort_connection(abort_path);
     _exit(0);
