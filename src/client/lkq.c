@@ -11,9 +11,11 @@
  *
  * Design
  * ======
- *   ONE: LOOKUP(LOOKUP_CLEAN) on one good brick (rcall, fails over)
+ *   ONE: LOOKUP(LOOKUP_CLEAN) on one good brick (rcall, fails over;
+ *        with `among`, pinned to one brick of it)
  *     |-- answered (0, ENOENT, other) -----------------------> done
- *     '-- EAGAIN: that brick's folder is dirty
+ *     '-- EAGAIN: that brick's folder is dirty (or the pinned brick's
+ *         link failed)
  *           v
  *   VOTE: LOOKUP(flags 0) on every good brick of `among` at once
  *     |-- quorum of them agree (one id, or ENOENT) ---------> done
@@ -54,7 +56,7 @@ static void lkq_one_done(struct rcall *rc, int status)
 {
     struct lkq *q = vcontainer_of(rc, struct lkq, rc);
 
-    if (status == -EAGAIN) {
+    if (status == -EAGAIN || (rc->pin && vol_err_is_link(status))) {
         q->votes = 0;
         lkq_vote(q);
         return;
@@ -151,5 +153,13 @@ void vol_lookup_quorum(struct lkq *q, struct volume *v, struct vinode *parent,
     q->rc.on_reply = lkq_one_reply;
     q->rc.on_done = lkq_one_done;
     q->rc.pin = 0;
+    if (among) {
+        /* own_mark counts on the brick holding our mark: ask one of
+         * `among` (the others go to the vote if it fails). */
+        int why, b = vol_pick_read_brick(parent, vol_all_bricks(v) & ~among,
+                                         &why);
+
+        q->rc.pin = b >= 0 ? (unsigned)b + 1 : 0;
+    }
     vol_rcall_start(&q->rc, v, parent, OP_LOOKUP, &q->req, false);
 }
