@@ -352,6 +352,10 @@ struct readdir_rep {
     uint64_t next_cookie;
     uint32_t eof;
     uint32_t count;
+    /* 1: this brick's copy of the directory was dirty when the batch was
+     * read, so the names may include a change no quorum made (the client
+     * lets the kernel cache none of them: docs/client.md, "Reads"). */
+    uint32_t dirty;
     struct proto_bytes entries;
 };
 

@@ -49,6 +49,7 @@ struct vdir {
     unsigned failovers;
     uint64_t cookie;        /* for the next fetch on pin */
     bool eof;
+    bool unsure;            /* some batch came from a dirty copy */
     struct rent *ents;      /* owned: the current batch */
     size_t nents, entcap;
     uint64_t base;          /* number of ents[0] */
@@ -94,6 +95,7 @@ static void listing_reset(struct vdir *d)
     d->failovers = 0;
     d->cookie = 0;
     d->eof = false;
+    d->unsure = false;
     d->nseen = 0;
     d->nsorted = 0;
 }
@@ -162,6 +164,7 @@ static void rdir_answer(struct vdir *d)
         out[i].name = d->ents[first + i].name;
         out[i].attr = d->ents[first + i].attr;
         out[i].next_off = d->base + first + i + 1;
+        out[i].unsure = d->unsure;
     }
     rdir_complete(d, 0, out, n, d->eof && first + n == d->nents);
     free(out);
@@ -217,6 +220,7 @@ static int batch_take(struct vdir *d, const struct readdir_rep *r)
         return -EIO; /* a malformed blob: the brick is broken */
     d->cookie = r->next_cookie;
     d->eof = r->eof != 0;
+    d->unsure |= r->dirty != 0;
     return 0;
 }
 

@@ -56,6 +56,10 @@ struct vdirent {
     const char *name; /* NUL-terminated; valid during the callback */
     struct proto_attr attr;
     uint64_t next_off; /* offset to resume after this entry */
+    /* Listed from a copy of the folder with a change under way or left
+     * undecided: the name may be one heal will undo, so nothing about it
+     * may be cached (it is looked up, by a quorum, when used). */
+    bool unsure;
 };
 
 typedef void (*vol_status_cb)(int status, void *arg);

@@ -256,6 +256,7 @@ static const struct field readdir_rep_f[] = {
     U64(readdir_rep, next_cookie),
     U32R(readdir_rep, eof, 0, 1),
     U32(readdir_rep, count),
+    U32R(readdir_rep, dirty, 0, 1),
     BYTES(readdir_rep, entries, PROTO_READDIR_MAX),
 };
 static const struct field statfs_req_f[] = {U32(statfs_req, reserved)};

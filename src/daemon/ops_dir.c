@@ -122,6 +122,12 @@ static void readdir_done(struct store_work *w)
     struct readdir_rep rep = {.next_cookie = op->next, .eof = op->eof,
                               .count = op->count,
                               .entries = {op->buf, (uint32_t)op->off}};
+    int64_t dirty;
+
+    /* Read after the listing: a change it saw was marked before it was
+     * made, and a mark still there now was not cleared by a quorum's
+     * success.  Unreadable counts as dirty. */
+    rep.dirty = markers_dirty_now(op->o, &dirty) < 0 || dirty != 0;
 
     if (op->swept) {
         char hex[RFS_ID_HEX_LEN + 1];

@@ -858,6 +858,17 @@ static void undo_plus(struct rfs_fs *fs, struct inotab_ent **added, size_t n)
         entry_unref(fs, added[i], 1);
 }
 
+/* What a listing tells the kernel of an entry it makes no inode for: the
+ * inode number it already knows, or one made from the id. */
+static void dirent_stat(struct rfs_fs *fs, const struct proto_attr *a,
+                        struct stat *st)
+{
+    struct inotab_ent *known = inotab_by_id(&fs->inodes, &a->id);
+
+    attr_to_stat(a, known ? known->ino : (rfs_id_hash(&a->id) | 1ull << 63),
+                 st);
+}
+
 static void readdir_cb(int status, const struct vdirent *ents, size_t n,
                        bool eof, void *arg)
 {
@@ -889,15 +900,17 @@ static void readdir_cb(int status, const struct vdirent *ents, size_t n,
 
         if (!r->plus) {
             struct stat st;
-            struct inotab_ent *known = inotab_by_id(&fs->inodes,
-                                                    &ents[i].attr.id);
 
-            attr_to_stat(&ents[i].attr,
-                         known ? known->ino
-                               : (rfs_id_hash(&ents[i].attr.id) | 1ull << 63),
-                         &st);
+            dirent_stat(fs, &ents[i].attr, &st);
             need = fuse_add_direntry(r->req, buf + pos, r->size - pos,
                                      ents[i].name, &st, next);
+        } else if (ents[i].unsure) {
+            /* nodeid 0: the kernel lists the name but makes no entry of
+             * it, so a later use of the name is a (quorum) LOOKUP. */
+            memset(&e, 0, sizeof(e));
+            dirent_stat(fs, &ents[i].attr, &e.attr);
+            need = fuse_add_direntry_plus(r->req, buf + pos, r->size - pos,
+                                          ents[i].name, &e, next);
         } else {
             struct vinode *vi;
 

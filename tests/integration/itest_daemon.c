@@ -981,6 +981,16 @@ static int lookup_flags(const struct rfs_id *parent, const char *name,
     return brick_call_sync(BC, OP_LOOKUP, &l, &r, NULL);
 }
 
+/* READDIR's dirty flag for dir (one batch), or -errno. */
+static int readdir_dirty(const struct rfs_id *dir)
+{
+    struct readdir_req q = {.id = *dir, .max_bytes = 4096};
+    struct readdir_rep rr;
+    int rc = brick_call_sync(BC, OP_READDIR, &q, &rr, NULL);
+
+    return rc < 0 ? rc : (int)rr.dirty;
+}
+
 Test(daemon, lookup_clean_refuses_a_dirty_folder_with_eagain)
 {
     struct rfs_id d, f;
@@ -1000,8 +1010,11 @@ Test(daemon, lookup_clean_refuses_a_dirty_folder_with_eagain)
     xattrop(&d, 1, 0, NULL, &r);
     cr_assert_eq(lookup_flags(&d, "f", LOOKUP_CLEAN | LOOKUP_OWN_MARK),
                  -EAGAIN);
+    /* A listing says whether it came from a dirty copy. */
+    cr_assert_eq(readdir_dirty(&d), 1);
     xattrop(&d, -2, 0, NULL, &r);
     cr_assert_eq(lookup_flags(&d, "f", LOOKUP_CLEAN), 0, "clean again");
+    cr_assert_eq(readdir_dirty(&d), 0);
 }
 
 static int xattrop_lk(struct brick_conn *bc, const struct rfs_id *id,

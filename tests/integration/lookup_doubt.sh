@@ -9,7 +9,8 @@
 #    heal then brought the file back from the majority (RESURRECTED);
 #  - d/extra: an O_EXCL create done by brick 1 only; a LOOKUP answered by
 #    brick 1 found it, the other creator got EEXIST, and heal then removed
-#    it as the minority's (MISSING).
+#    it as the minority's (MISSING).  A listing from brick 1 must not plant
+#    it in the kernel's cache either.
 # Built by hand on stopped bricks (docs/brick-layout.md), read through a
 # mount that prefers brick 1.  Expected: the majority's answer while a
 # quorum is up, EIO (not a guess) when only the dirty brick is.
@@ -45,6 +46,10 @@ for i in 1 2 3; do
     wait_for 30 brick_seen_up mB "$i" 1 || fail "mB did not connect to brick $i"
 done
 
+# A listing from brick 1 (ls -l: READDIRPLUS) names brick 1's d/extra; it
+# must leave the kernel no entry for it, or the checks below would be
+# answered from that entry without asking the mount.
+ls -l "$B/d" >/dev/null 2>&1 || true  # extra: listed, then not found
 check "the clean neighbour is read from brick 1" test "$(cat "$B/d/other")" = "clean neighbour"
 check "d/gone: the majority's file, not brick 1's ENOENT" \
     test "$(cat "$B/d/gone" 2>&1)" = "kept by the majority"

@@ -325,6 +325,7 @@ static void fill_samples(void)
     m_readdir_rep.next_cookie = nx();
     m_readdir_rep.eof = 1;
     m_readdir_rep.count = 5;
+    m_readdir_rep.dirty = 1;
     set_bytes(&m_readdir_rep.entries, dirents, dirents_len);
     m_statfs_req.reserved = 0;
     m_statfs_rep.bsize = nx();
@@ -1024,6 +1025,7 @@ Test(proto, u32_limits)
           PROTO_READDIR_MAX + 1);
     LIMIT(OP_READDIR, PROTO_REQ, m_readdir_req, readdir_req, flags, 28,
           READDIR_SWEEP << 1);
+    LIMIT(OP_READDIR, PROTO_REPLY, m_readdir_rep, readdir_rep, dirty, 16, 2);
     /* lookup: parent 16, name 2+15 */
     LIMIT(OP_LOOKUP, PROTO_REQ, m_lookup_req, lookup_req, flags, 16 + 17,
           LOOKUP_OWN_MARK << 1);
