@@ -143,6 +143,7 @@ struct opts {
     uint64_t seed;
     unsigned phases;        /* BIT(enum phase) set */
     bool warmup;            /* an untimed pass before each warm phase */
+    bool empty;             /* every file 0 bytes (an inode-count run) */
     bool drop;              /* try drop_caches for cold phases */
     pid_t watch[MAX_WATCH];
     char watch_label[MAX_WATCH][32]; /* "" or the NAME of PID=NAME */
@@ -261,6 +262,8 @@ static uint32_t file_size(const struct bench *b, uint64_t id)
 {
     unsigned r = (unsigned)(mix64(b->o.seed ^ mix64(id)) % 100);
 
+    if (b->o.empty)
+        return 0;
     if (r < 70)
         return 16 * KiB;
     if (r < 95)
@@ -1252,9 +1255,11 @@ static int write_json(const struct bench *b, const char *path)
             b->load_start, b->load_end);
     fprintf(f, ",\n  \"config\": {\"files\": %u, \"threads\": %u, "
             "\"fanout\": %u, \"seed\": %" PRIu64 ", \"big_mb\": %u, "
-            "\"trials\": %u, \"warmup\": %s},\n  \"phases\": [",
+            "\"trials\": %u, \"warmup\": %s, \"empty\": %s},\n"
+            "  \"phases\": [",
             b->o.files, b->o.threads, b->o.fanout, b->o.seed, b->o.big_mb,
-            b->o.trials, b->o.warmup ? "true" : "false");
+            b->o.trials, b->o.warmup ? "true" : "false",
+            b->o.empty ? "true" : "false");
     for (int p = 0; p < PH_COUNT; p++) {
         const struct result *r = &b->res[p];
 
@@ -1319,6 +1324,8 @@ static void usage(FILE *f)
         "  --subdir NAME      tree directory inside DIR (bench-portal)\n"
         "  --no-warmup        no untimed pass before warm phases\n"
         "  --no-drop          never drop caches (cold phases say cold=0)\n"
+        "  --empty            every file 0 bytes (to measure what many\n"
+        "                     cached inodes cost a mount)\n"
         "  --watch-pid P[=NAME][,...]  report peak RSS (VmRSS sampled every\n"
         "                     50 ms, and VmHWM) of these processes\n"
         "  --json FILE        also write the results as JSON\n"
@@ -1403,7 +1410,7 @@ static int parse_pids(struct opts *o, const char *list)
 enum {
     OPT_FILES = 256, OPT_THREADS, OPT_FANOUT, OPT_SEED, OPT_BIG, OPT_TRIALS,
     OPT_POLL, OPT_XTIMEOUT, OPT_ONLY, OPT_SUBDIR, OPT_NOWARM, OPT_NODROP,
-    OPT_WATCH, OPT_JSON, OPT_LABEL,
+    OPT_WATCH, OPT_JSON, OPT_LABEL, OPT_EMPTY,
 };
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -1421,6 +1428,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"subdir", required_argument, NULL, OPT_SUBDIR},
         {"no-warmup", no_argument, NULL, OPT_NOWARM},
         {"no-drop", no_argument, NULL, OPT_NODROP},
+        {"empty", no_argument, NULL, OPT_EMPTY},
         {"watch-pid", required_argument, NULL, OPT_WATCH},
         {"json", required_argument, NULL, OPT_JSON},
         {"label", required_argument, NULL, OPT_LABEL},
@@ -1487,6 +1495,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
             break;
         case OPT_NODROP:
             o->drop = false;
+            break;
+        case OPT_EMPTY:
+            o->empty = true;
             break;
         case OPT_WATCH:
             rc = parse_pids(o, optarg);
