@@ -26,6 +26,7 @@ struct mount_opts {
     double entry_timeout;     /* s */
     unsigned ping_timeout_ms;
     unsigned prefer_brick;    /* 0: none */
+    unsigned readahead_kb;    /* 0: the kernel's own (128 KiB) */
     bool self_heal;           /* run heal in the background (selfheal.c) */
     enum log_level log_level;
     struct fuse_args fargs;   /* owned: argv for fuse_session_new() */
@@ -54,6 +55,8 @@ struct rfs_fs {
     unsigned nsig;              /* of sig[] initialised */
     bool stopping;              /* fs_stop() ran: answer, do not grow */
     bool unmounted;
+    bool init_seen;             /* FUSE INIT answered (op_init) */
+    bool readahead_done;        /* opts->readahead_kb applied or tried */
     unsigned inflight;          /* requests not yet answered */
     struct notifier *notifier;  /* owned: kernel invalidations (notify.c) */
     uv_process_t heal_proc;     /* background heal (selfheal.c) */
@@ -78,6 +81,10 @@ void fs_inval_inode(struct rfs_fs *fs, fuse_ino_t ino);
  * it aborts the FUSE connection if that thread ends without
  * guard_release() (kill -9).  0 or -errno; *bye_fd is the guard's pipe. */
 int guard_start(const char *mountpoint, int *bye_fd);
+/* mountdev.c: the device numbers of the FUSE mount on mountpoint (from
+ * mountinfo; never stat()s it), and setting its readahead.  0 or -errno. */
+int mount_dev(const char *mountpoint, unsigned *maj, unsigned *min);
+int mount_set_readahead(const char *mountpoint, unsigned kb);
 /* A clean exit: the guard leaves the connection alone. */
 void guard_release(int *bye_fd);
 

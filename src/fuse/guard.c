@@ -144,58 +144,6 @@ static void guard_main(int rfd, int nullfd, pid_t parent,
     _exit(0);
 }
 
-/* Unescape mountinfo's octal escapes (\040 for a space) in place. */
-static void unescape(char *s)
-{
-    char *w = s;
-
-    for (; *s; s++) {
-        if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' &&
-            s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
-            *w++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
-            s += 3;
-        } else {
-            *w++ = *s;
-        }
-    }
-    *w = '\0';
-}
-
-/*
- * The device numbers of the FUSE mount on mountpoint, from
- * /proc/self/mountinfo (the last such mount: ours, just made).  Never
- * stat() the mount point: this process answers its requests, and the loop
- * is not running yet.  0 or -errno.
- */
-static int mount_dev(const char *mountpoint, unsigned *maj, unsigned *min)
-{
-    FILE *f = fopen("/proc/self/mountinfo", "re");
-    char line[4096];
-    int rc = -ENOENT;
-
-    if (!f)
-        return -errno;
-    while (fgets(line, sizeof(line), f)) {
-        char mp[4096], *sep;
-        unsigned a, b;
-
-        /* id parent major:minor root mountpoint ... - fstype ... */
-        if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &a, &b, mp) != 3)
-            continue;
-        sep = strstr(line, " - ");
-        if (!sep || strncmp(sep + 3, "fuse", 4))
-            continue;
-        unescape(mp);
-        if (strcmp(mp, mountpoint))
-            continue;
-        *maj = a;
-        *min = b;
-        rc = 0;
-    }
-    fclose(f);
-    return rc;
-}
-
 int guard_start(const char *mountpoint, int *bye_fd)
 {
     char abort_path[128];

@@ -136,6 +136,18 @@ void fs_stop(struct rfs_fs *fs, const char *why)
     volume_close(fs->vol, NULL, NULL);
 }
 
+/* After INIT: the kernel has just set the mount's readahead from the INIT
+ * reply, and only now will ours stay (mountdev.c says why ours). */
+static void fs_set_readahead(struct rfs_fs *fs)
+{
+    unsigned kb = fs->opts->readahead_kb;
+    int rc = kb ? mount_set_readahead(fs->opts->mountpoint, kb) : 0;
+
+    fs->readahead_done = true;
+    if (rc < 0) /* not root, or no sysfs: the kernel's 128 KiB stays */
+        log_warn("readahead not set to %u KiB: %s", kb, strerror(-rc));
+}
+
 static void poll_cb(uv_poll_t *h, int status, int events)
 {
     struct rfs_fs *fs = h->data;
@@ -160,6 +172,8 @@ static void poll_cb(uv_poll_t *h, int status, int events)
             return;
         }
         fuse_session_process_buf(fs->se, &fs->buf);
+        if (fs->init_seen && !fs->readahead_done)
+            fs_set_readahead(fs);
     }
 }
 

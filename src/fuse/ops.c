@@ -1014,7 +1014,11 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-    (void)userdata;
+    struct rfs_fs *fs = userdata;
+
+    /* The kernel sets the readahead from this reply (never above its own
+     * 128 KiB): ours goes in after it (main.c poll_cb). */
+    fs->init_seen = true;
     /* One WRITE frame per kernel write: both are 1 MiB at most. */
     if (conn->max_write > PROTO_MAX_IO)
         conn->max_write = PROTO_MAX_IO;

@@ -6,7 +6,8 @@
  * mount(8) runs /sbin/mount.replicafs this way for `mount -t replicafs` and
  * for fstab lines (it may add -n, -s, -v, which are accepted and ignored).
  * Each -o option is one of:
- *   ours         ping-timeout=S, prefer-brick=N, self-heal, attr_timeout=S,
+ *   ours         ping-timeout=S, prefer-brick=N, readahead=KIB, self-heal,
+ *                attr_timeout=S,
  *                entry_timeout=S, log=error|warn|info|debug
  *   FUSE's       allow_other, allow_root, default_permissions, auto_unmount,
  *                max_read=N, fsname=, subtype= (passed to libfuse)
@@ -32,6 +33,7 @@
 #include "fuse/fs.h"
 
 #define DEFAULT_PING_MS 5000u
+#define DEFAULT_READAHEAD_KB 1024u /* one READ frame (mountdev.c) */
 
 static const char *const pass_fuse[] = {
     "allow_other", "allow_root", "default_permissions", "auto_unmount",
@@ -127,6 +129,18 @@ static int take_opt(struct mount_opts *o, const char *opt, bool *fsname)
         o->prefer_brick = (unsigned)n;
         return 0;
     }
+    if (strncmp(opt, "readahead=", 10) == 0) {
+        char *end;
+        long n = strtol(eq + 1, &end, 10);
+
+        if (end == eq + 1 || *end || n < 0 || n > 65536) {
+            fprintf(stderr, "mount.replicafs: bad readahead '%s' (KiB, "
+                    "0..65536)\n", eq + 1);
+            return -EINVAL;
+        }
+        o->readahead_kb = (unsigned)n;
+        return 0;
+    }
     if (strcmp(opt, "self-heal") == 0) {
         o->self_heal = true;
         return 0;
@@ -177,7 +191,8 @@ static void usage(FILE *f)
             "[-d]\n"
             "  -f  stay in the foreground, log to stderr\n"
             "  -d  like -f, with debug logging\n"
-            "options: ping-timeout=SEC (5), prefer-brick=N, self-heal, attr_timeout=SEC "
+            "options: ping-timeout=SEC (5), prefer-brick=N, readahead=KIB (1024), "
+            "self-heal,\n  attr_timeout=SEC "
             "(ping-timeout),\n"
             "  entry_timeout=SEC (ping-timeout), log=LEVEL, allow_other, ro, "
             "default_permissions,\n"
@@ -197,6 +212,7 @@ int mount_opts_parse(int argc, char **argv, struct mount_opts *o)
     o->attr_timeout = -1;
     o->entry_timeout = -1;
     o->ping_timeout_ms = DEFAULT_PING_MS;
+    o->readahead_kb = DEFAULT_READAHEAD_KB;
     o->log_level = LOG_LVL_INFO;
     if (fuse_opt_add_arg(&o->fargs, "mount.replicafs") < 0)
         return -ENOMEM;
