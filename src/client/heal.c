@@ -7,6 +7,9 @@
  *
  *   GETATTR (type) --> lock --> read markers --> heal_decide()
  *     --[split-brain]--> count, unlock
+ *     --[dirty, sinks (present or not) and several sources]-->
+ *                        sources_agree(): the version most sources hold
+ *                        stays a source, the other sources become sinks
  *     --[no sink, dirty]-> dirty_vote(): the copies a majority of the
  *                        volume's bricks agree on are the sources, the
  *                        others sinks (then as below); no majority with
@@ -1197,7 +1200,7 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
     struct heal_locks lk;
     struct heal_marks m;
     struct heal_verdict v;
-    uint32_t healed = 0, lockmask;
+    uint32_t healed = 0, lockmask, absent_sinks;
     bool dir, deferred = false, failed = false, voted = false;
     unsigned s;
     int rc;
@@ -1274,7 +1277,14 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
         rc = 1;
         goto out_unlock;
     }
-    if (!force_src && !v.sinks && v.dirty) {
+    /* A brick blamed by the present ones but without a copy (it missed
+     * the object's making, or is down) is a sink the parent's entry heal
+     * makes: the present copies are sources, and differ only by changes
+     * never acknowledged, as with sinks present.  Put to a vote of the
+     * whole volume instead, two differing sources of three bricks were a
+     * split-brain (bug 18). */
+    absent_sinks = v.blamed & ~m.present;
+    if (!force_src && !v.sinks && !absent_sinks && v.dirty) {
         uint32_t src = 0, snk = 0;
 
         rc = dirty_vote(h, id, m.present, &src, &snk);
@@ -1298,7 +1308,7 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
         v.sources = src;
         v.sinks = snk;
         voted = true;
-    } else if (!force_src && v.sinks && v.dirty &&
+    } else if (!force_src && (v.sinks || absent_sinks) && v.dirty &&
                __builtin_popcount(v.sources) > 1) {
         /* A brick that is down may blame one of the sources: then the
          * sources cannot be compared as equals.  Heal the sinks, keep
