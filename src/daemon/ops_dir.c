@@ -15,6 +15,13 @@
  * (this run makes names only after it started): it is removed.  A
  * directory that is not empty is left alone.  Without this, debris under
  * a name nobody makes again (an upload's temp name) stayed for ever.
+ * Likewise a file or symlink that has its id but whose id resolves
+ * nowhere (no ids/ entry, no orphans/ entry): a crash between the id and
+ * the ids/ link.  LOOKUP found it while nothing by id did, so heal took
+ * the name for healed and the object's own heal waited for ever for the
+ * entry heal to make it (bug 19).  Removed, the name is made again by the
+ * entry heal that is listing; its id is forgotten from the fd cache on
+ * the loop (readdir_done), so the new object is the one found by id.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -49,12 +56,31 @@ struct op_readdir {
     bool sweep;                  /* READDIR_SWEEP */
     struct timespec before;      /* sweep names without id older than it */
     uint32_t swept;              /* debris removed */
+    struct store *st;            /* borrowed: ids_fd and orphans_fd */
+    uint32_t nforget;
+    struct rfs_id forget[32];    /* ids of swept names with an id */
 };
 
 static bool ts_before(const struct timespec *a, const struct timespec *b)
 {
     return a->tv_sec < b->tv_sec ||
            (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Does id lead anywhere on this brick (ids/ or orphans/)?  Any doubt (an
+ * error other than ENOENT) is a yes: only sure debris is removed. */
+static bool id_resolves(struct store *st, const struct rfs_id *id)
+{
+    char path[IDS_PATH_LEN];
+    struct stat sb;
+
+    ids_path(id, path);
+    if (fstatat(st->ids_fd, path, &sb, AT_SYMLINK_NOFOLLOW) == 0 ||
+        errno != ENOENT)
+        return true;
+    /* orphans/<32hex>: the part after "hh/" */
+    return fstatat(st->orphans_fd, path + 3, &sb, AT_SYMLINK_NOFOLLOW) == 0 ||
+           errno != ENOENT;
 }
 
 /* 1 and *id/attr filled for an entry to list; 0 to skip it. */
@@ -82,6 +108,13 @@ static int readdir_entry(struct op_readdir *op, int dfd, const char *name,
         return 0;
     }
     ids_id_decode(idbuf, &id);
+    if (op->sweep && !S_ISDIR(st.st_mode) && ts_before(&st.st_ctim, &op->before) &&
+        op->nforget < sizeof(op->forget) / sizeof(op->forget[0]) &&
+        !id_resolves(op->st, &id) && unlinkat(dfd, name, 0) == 0) {
+        op->forget[op->nforget++] = id;
+        op->swept++;
+        return 0;
+    }
     attr_from_stat(attr, &id, &st);
     return 1;
 }
@@ -129,11 +162,14 @@ static void readdir_done(struct store_work *w)
      * success.  Unreadable counts as dirty. */
     rep.dirty = markers_dirty_now(op->o, &dirty) < 0 || dirty != 0;
 
+    for (uint32_t i = 0; i < op->nforget; i++)
+        ids_forget_id(&srv->ids, &op->forget[i]);
     if (op->swept) {
         char hex[RFS_ID_HEX_LEN + 1];
 
         rfs_id_to_hex(&op->o->id, hex);
-        log_warn("heal: removed %u names without an id left by a crash in "
+        log_warn("heal: removed %u names left by a crash (no id, or an id "
+                 "that leads nowhere) in "
                  "directory %s", op->swept, hex);
     }
     ids_put(&srv->ids, op->o);
@@ -187,6 +223,7 @@ void op_readdir(struct req *r)
     op->cookie = m->cookie;
     op->sweep = m->flags & READDIR_SWEEP;
     op->before = r->srv->sweep_before;
+    op->st = &r->srv->st;
     op->max = m->max_bytes < PROTO_READDIR_MAX ? m->max_bytes
                                                : PROTO_READDIR_MAX;
     get1_start(&op->g, r, &m->id, readdir_obj_cb);

@@ -59,6 +59,6 @@ check "the id-less up/v/x is gone from brick 2 (dirty folder, nobody blamed)" \
     test ! -e "$(brick_path 2 up/v/x)"
 vdirty=$(brick_xattr "$(brick_path 2 up/v)" trusted.rfs.dirty)
 check "up/v is clean on brick 2 (dirty ${vdirty:-none})" test "${vdirty:-0000000000000000}" = 0000000000000000
-check "brick 2 logged the removal" grep -q "names without an id left by a crash in directory" "$T/brick2.log"
+check "brick 2 logged the removal" grep -q "names left by a crash (no id, or an id that leads nowhere) in directory" "$T/brick2.log"
 check "up/d/f reads back through m2" test "$(cat "$T/m2/up/d/f")" = hello
 log PASS
