@@ -21,18 +21,7 @@ unmount_volume "$T/mA"
 check "clean before" $HC clean "$T" 3
 brick_kill 3
 
-# blame3 BRICK REL: pending for brick 3 = 1 on it, and its index entry.
-blame3() {
-    python3 - "$T/brick$1" "$2" <<'PY'
-import os, struct, sys
-root, rel = sys.argv[1], sys.argv[2]
-p = os.path.join(root, rel)
-hi, lo = struct.unpack("<QQ", os.getxattr(p, "trusted.rfs.id"))
-open(os.path.join(root, ".replicafs/heal", "%016x%016x" % (hi, lo)), "w").close()
-os.setxattr(p, "trusted.rfs.pending", struct.pack("<3q", 0, 0, 1))
-PY
-}
-for b in 1 2; do blame3 "$b" d; blame3 "$b" d/f; done
+for b in 1 2; do brick_blame "$b" d 0 0 1; brick_blame "$b" d/f 0 0 1; done
 python3 - "$T/brick3" d/f <<'PY'
 import os, struct, sys
 root, rel = sys.argv[1], sys.argv[2]

@@ -295,14 +295,19 @@ same_on_bricks() {
 
 # brick_set_dirty BRICK REL: dirty = 1 and the heal index entry, as the brick
 # does when a change starts (and keeps when it never ends).
-brick_set_dirty() {
-    python3 - "$T/brick$1" "$2" <<'PY'
+brick_set_dirty() { brick_marks "$1" "$2" dirty 1; }
+# brick_blame BRICK REL P1 P2 P3: the pending counters (for bricks 1..3)
+# and the heal index entry, as a post-op that saw bricks miss a change.
+brick_blame() { brick_marks "$1" "$2" pending "$3,$4,$5"; }
+brick_marks() {
+    python3 - "$T/brick$1" "$2" "$3" "$4" <<'PY'
 import os, struct, sys
-root, rel = sys.argv[1], sys.argv[2]
+root, rel, what, val = sys.argv[1:5]
 p = os.path.join(root, rel)
 hi, lo = struct.unpack("<QQ", os.getxattr(p, "trusted.rfs.id"))
 open(os.path.join(root, ".replicafs/heal", "%016x%016x" % (hi, lo)), "w").close()
-os.setxattr(p, "trusted.rfs.dirty", struct.pack("<q", 1))
+v = [int(x) for x in val.split(",")]
+os.setxattr(p, "trusted.rfs." + what, struct.pack("<%dq" % len(v), *v))
 PY
 }
 # brick_add_extra BRICK REL [TEXT]: a new file there (TEXT and a newline)
