@@ -239,6 +239,12 @@ enum create_flags {
     /* Open the new file for this connection, as an OPEN would (pinned
      * until RELEASE): a create+open costs one request, not two. */
     CREATE_OPEN = 1u << 1,
+    /* Only with CREATE_EXCL and CREATE_OPEN: the new file is born locked
+     * and marked, as an XATTROP(dirty+1, XO_LOCK) on it would leave it: the
+     * inode write lock of holder (connection, lk_owner) and dirty = 1, both
+     * or neither (a failed CREATE holds neither).  The client's first write
+     * window then starts held, without its own lock request. */
+    CREATE_LOCK = 1u << 2,
 };
 struct create_req {
     struct rfs_id parent;
@@ -247,7 +253,8 @@ struct create_req {
     uint32_t mode;
     uint32_t uid;
     uint32_t gid;
-    uint32_t flags; /* enum create_flags */
+    uint32_t flags;    /* enum create_flags */
+    uint64_t lk_owner; /* CREATE_LOCK: the lock's owner (else ignored) */
 };
 struct create_rep {
     struct proto_attr attr; /* of the new file, or of the existing one */

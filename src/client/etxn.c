@@ -28,6 +28,14 @@
  *                   some brick missed it (the blame is on disk first);
  *   et_unlock()     releases every entry lock taken; then ops->destroy.
  *
+ *   create for writing sends CREATE_LOCK: the bricks that make the file
+ *   also lock and mark it for its first write window (owner from
+ *   txn_born_new, sent as lk_owner).  create_finish hands what the bricks
+ *   hold (m->held: every brick that answered the CREATE 0) to that window
+ *   (txn_born_start) before the caller can write, also after a failure
+ *   (it then only unlocks).  A create whose PRE finds the file sends no
+ *   CREATE and holds no birth lock.
+ *
  *   One entry under one parent (all but rename across names) takes the
  *   compound path: LOCK_TRY/LOCK_SEQ send XATTROP(dirty+1, XO_LOCK|
  *   XO_ENTRY), which locks and marks in one request (et_cstart, et_cseq_step),
@@ -44,9 +52,13 @@
  *  4. A change done by fewer than quorum bricks is reported as failed and
  *     left dirty (no POST): heal decides, nobody is blamed.
  *  5. The transaction holds references on its parents and on its child.
+ *  6. A brick that answered a CREATE_LOCK 0 holds the file's lock; the
+ *     answer to the caller (create_finish) gives it to a window, whatever
+ *     the outcome, so it is released as every window's lock is.
  */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -760,6 +772,8 @@ struct et_make {
     int attr_brick;
     bool existed;            /* PRE found the name (create) */
     struct vfile *f;         /* create: opened with it (CREATE_OPEN) */
+    struct iwin *born;       /* create with CREATE_LOCK: its first window */
+    bmask_t held;            /* CREATE answered 0: lock + mark + pin held */
     vol_create_cb ccb;       /* create's callback (cb is NULL) */
     struct mkwait w;
     struct lkq q;            /* create's PRE */
@@ -775,10 +789,15 @@ static int make_reply(struct etxn *t, unsigned b, const void *rep)
     struct et_make *m = vcontainer_of(t, struct et_make, t);
     const struct proto_attr *a;
 
-    if (m->op == OP_CREATE)
+    if (m->op == OP_CREATE) {
+        /* Whatever make_reply thinks of the answer, this brick holds what
+         * CREATE took for us (pin, birth lock): create_finish gives it
+         * back. */
+        m->held |= BMASK(b);
         a = &((const struct create_rep *)rep)->attr;
-    else
+    } else {
         a = &((const struct attr_rep *)rep)->attr;
+    }
     if (!rfs_id_eq(&a->id, &m->id)) {
         /* CREATE without EXCL found another file there: this brick holds
          * a different object under the name. */
@@ -793,6 +812,27 @@ static int make_reply(struct etxn *t, unsigned b, const void *rep)
     return 0;
 }
 
+/*
+ * With CREATE_LOCK the bricks that answered the CREATE (m->held) hold the
+ * file's write lock and dirty mark: hand them to the file's first window
+ * (txn_born_start), HELD from the start, which ends like any window (post-op
+ * delay, flush, release) and so unlocks on every path.  After a failure
+ * it only unlocks, leaving the marks of a minority's file for heal.
+ */
+static void create_born(struct et_make *m, int status)
+{
+    struct iwin *w = m->born;
+
+    m->born = NULL;
+    if (!w)
+        return;
+    if (!m->held || m->existed) { /* no brick holds anything */
+        txn_born_free(w);
+        return;
+    }
+    txn_born_start(w, m->t.child, m->held, m->t.ok, status < 0);
+}
+
 /* create: the file is open on the bricks that made it (CREATE_OPEN). */
 static void create_finish(struct et_make *m, int status)
 {
@@ -802,10 +842,13 @@ static void create_finish(struct et_make *m, int status)
     m->f = NULL;
     if (status < 0 || m->existed) {
         if (t->ok && !m->existed) {
-            /* A minority made it, and holds it open: give that back. */
+            /* A minority made it, and holds it open: give that back,
+             * behind the window's unlock (the release waits for it). */
             vfile_opened(f, t->ok);
+            create_born(m, status);
             volume_release(t->v, f, NULL, NULL);
         } else {
+            create_born(m, status);
             vfile_free(f);
         }
         m->ccb(status, status < 0 ? NULL : t->child,
@@ -813,8 +856,11 @@ static void create_finish(struct et_make *m, int status)
         return;
     }
     /* No fresh markers as volume_open fetches: this transaction just wrote
-     * them (make_finish), and nobody could know the id before. */
+     * them (make_finish), and nobody could know the id before.  The window
+     * is there before the caller can write (f counts as a writer first, so
+     * that the idle window waits for the post-op delay). */
     vfile_opened(f, t->ok);
+    create_born(m, 0);
     m->ccb(0, t->child, &m->attr, true, f, m->arg);
 }
 
@@ -840,7 +886,10 @@ static void make_finish(struct etxn *t, int status)
 
 static void make_destroy(struct etxn *t)
 {
-    free(vcontainer_of(t, struct et_make, t));
+    struct et_make *m = vcontainer_of(t, struct et_make, t);
+
+    txn_born_free(m->born); /* never started: nothing was sent */
+    free(m);
 }
 
 static void create_pre_done(struct lkq *q, int status)
@@ -1045,6 +1094,17 @@ int volume_create(struct volume *v, struct vinode *parent, const char *name,
      * brick that has the name is a stale one, and must not hand back an
      * object with another id. */
     m->req.create.flags = CREATE_EXCL | CREATE_OPEN;
+    if ((oflags & O_ACCMODE) != O_RDONLY) {
+        /* Writes will follow: the file is born locked and marked, and
+         * its first window needs no lock request (CREATE_LOCK). */
+        m->born = txn_born_new(v, &m->req.create.lk_owner);
+        if (!m->born) {
+            vfile_free(m->f);
+            et_free(&m->t);
+            return -ENOMEM;
+        }
+        m->req.create.flags |= CREATE_LOCK;
+    }
     et_start(&m->t);
     return 0;
 }

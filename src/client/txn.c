@@ -10,11 +10,12 @@
  *    writes to an open file costs one round trip per write:
  *
  *     (no window) --iwin_begin--> LOCKING --iwin_lock_done--> HELD <-+
- *          ^                                                  |  |   |
- *          |                                          iwin_end   |  iop_done
- *          |                                                  v  +--iop_start
- *          +--iwin_unmark_done: window freed; ------------ UNMARKING
- *             the queue starts a new one
+ *      |   ^                                                   | ^  |
+ *      |   |                                           iwin_end  |  iop_done
+ *      |   |                                                   v +--iop_start
+ *      |   +--iwin_unmark_done: window freed; ------------- UNMARKING
+ *      |      the queue starts a new one
+ *      +--txn_born_start (a create's CREATE_LOCK, etxn.c): straight to HELD
  *
  *    LOCKING  lock and dirty+1 in one XATTROP (XO_LOCK: the brick grants
  *             the inode lock, then marks; both or neither) on every up
@@ -22,6 +23,13 @@
  *             back what was granted (dirty-1 + XO_UNLOCK) and lock one by
  *             one in brick order, blocking (no deadlock: every client goes
  *             1, 2, 3).  Each grant returns the markers read under it.
+ *    (born)   a file made by create for writing is born locked and marked
+ *             on the bricks that made it (CREATE_LOCK, w->owner sent as
+ *             its lk_owner): txn_born_start makes the window HELD at once,
+ *             locked = marked = the bricks that answered the CREATE, mask
+ *             = those whose CREATE counted (invariant 2: a brick that
+ *             failed or missed it never joins; etxn blamed it).  Only a
+ *             minority made it: keep_dirty, the window just unlocks.
  *    HELD     queued changes run one at a time (so overlapping writes are
  *             applied in the same order on every brick) on the bricks of
  *             the window.  When a change misses a brick X (down, or failed)
@@ -73,6 +81,9 @@
  *     missed no change answered as a success... (iop_done records it).
  *  3. Locks are released on every brick in w->locked / t->locked[], even on
  *     failure paths (bricks that are down dropped them with the link).
+ *     A birth lock is one too: every CREATE_LOCK that a brick answered 0
+ *     ends in a window (txn_born_start), and every window ends
+ *     (iwin_end); the lock owner is w->owner in both requests.
  *  4. Every queued iop is answered exactly once: by its finish (change),
  *     after UNMARKING or with no window (flush), or failed with the window's
  *     lock failure.
@@ -554,6 +565,61 @@ static int iwin_begin(struct vinode *vi)
             fan_call(&w->fan, b, b, OP_XATTROP, &w->xr);
     fan_end(&w->fan);
     return 0;
+}
+
+/* ---- a window born with its file (CREATE_LOCK) ---- */
+
+struct iwin *txn_born_new(struct volume *v, uint64_t *owner)
+{
+    struct iwin *w = calloc(1, sizeof(*w));
+
+    if (!w)
+        return NULL;
+    w->owner = vol_new_owner(v);
+    *owner = w->owner;
+    return w;
+}
+
+void txn_born_free(struct iwin *w)
+{
+    free(w);
+}
+
+/*
+ * (no window) -> HELD without LOCKING: each brick in `held` answered the
+ * CREATE_LOCK, so it holds w->owner's inode lock and dirty = 1 on the new
+ * file, exactly what iwin_begin's XATTROP would have left.  The window's
+ * bricks (invariant 2) are those in `ok` too: a brick that failed or missed
+ * the CREATE never joins it, and the creating transaction has blamed it
+ * (vol_blame, and pending on disk before any caller heard of the file).
+ * With keep_dirty (only a minority made the file: it stays for heal) the
+ * window just unlocks and ends.  Every way out of HELD passes iwin_end, so
+ * the locks are released on every path (invariant 3).
+ */
+void txn_born_start(struct iwin *w, struct vinode *vi, bmask_t held,
+                    bmask_t ok, bool keep_dirty)
+{
+    struct volume *v = vi->v;
+
+    assert(!vi->win && held);
+    volume_inode_ref(vi);
+    w->vi = vi;
+    w->st = IW_HELD;
+    w->want = held;
+    w->locked = held;
+    w->marked = held;
+    w->mask = held & ok;
+    w->keep_dirty = keep_dirty;
+    w->end_req = keep_dirty;
+    w->held_since = uv_now(v->loop);
+    w->lk.id = vi->id;
+    w->lk.owner = w->owner;
+    w->lk.type = LK_WR;
+    vlist_init(&w->post_link);
+    vlist_add_tail(&v->windows, &w->link);
+    vi->win = w;
+    /* From the loop: the post-op (or the end) as for any idle window. */
+    iwin_kick(vi);
 }
 
 /* ---- one change inside the window ---- */

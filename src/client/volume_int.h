@@ -304,6 +304,20 @@ bool txn_inode_idle(const struct vinode *vi);
 /* volume_close(): release every open file and close every listing the
  * user left (the kernel sends no RELEASE once the session is gone). */
 void txn_release_all(struct volume *v);
+/*
+ * The write window a CREATE_LOCK file is born with (txn.c).  txn_born_new
+ * allocates it and picks the lock owner to send in the CREATE (*owner),
+ * so that nothing can fail once bricks hold the lock; NULL on -ENOMEM.
+ * txn_born_start consumes it: `held` are the bricks that answered the
+ * CREATE (each holds the lock and dirty = 1), `ok` those whose CREATE
+ * counted; vi must have no window.  txn_born_free (NULL-safe) when no
+ * brick holds anything.
+ */
+struct iwin;
+struct iwin *txn_born_new(struct volume *v, uint64_t *owner);
+void txn_born_start(struct iwin *w, struct vinode *vi, bmask_t held,
+                    bmask_t ok, bool keep_dirty);
+void txn_born_free(struct iwin *w);
 void rdir_close_all(struct volume *v);
 /* Open files (txn.c), also for the engine's own opens (CREATE_OPEN,
  * etxn.c): a vfile not yet open (holds a reference to vi); then either

@@ -110,6 +110,16 @@ static bool hello_req_check(const void *m)
     return r->version_min <= r->version_max;
 }
 
+/* A birth lock is for a file this request makes and opens, never for an
+ * existing one it would hand back (docs/protocol.md, CREATE). */
+static bool create_req_check(const void *m)
+{
+    const struct create_req *r = m;
+    const uint32_t need = CREATE_EXCL | CREATE_OPEN;
+
+    return !(r->flags & CREATE_LOCK) || (r->flags & need) == need;
+}
+
 static bool heal_list_rep_check(const void *m)
 {
     const struct heal_list_rep *r = m;
@@ -189,7 +199,8 @@ static const struct field create_req_f[] = {
     U32(create_req, mode),
     U32(create_req, uid),
     U32(create_req, gid),
-    U32M(create_req, flags, CREATE_EXCL | CREATE_OPEN),
+    U32M(create_req, flags, CREATE_EXCL | CREATE_OPEN | CREATE_LOCK),
+    U64(create_req, lk_owner),
 };
 static const struct field create_rep_f[] = {
     ATTR(create_rep, attr),
@@ -332,7 +343,7 @@ static const struct msg_desc attr_rep_d = MSG(attr_rep, NULL);
 static const struct msg_desc getattr_req_d = MSG(getattr_req, NULL);
 static const struct msg_desc setattr_req_d = MSG(setattr_req, NULL);
 static const struct msg_desc mkdir_req_d = MSG(mkdir_req, NULL);
-static const struct msg_desc create_req_d = MSG(create_req, NULL);
+static const struct msg_desc create_req_d = MSG(create_req, create_req_check);
 static const struct msg_desc create_rep_d = MSG(create_rep, NULL);
 static const struct msg_desc mknod_req_d = MSG(mknod_req, NULL);
 static const struct msg_desc symlink_req_d = MSG(symlink_req, NULL);

@@ -331,6 +331,39 @@ static void xop_dirty_cb(struct store_op *sop, int res)
                     XATTR_PENDING, x->pbuf, sizeof(x->pbuf));
 }
 
+/* ---- a CREATE_LOCK file's first mark (ops.h) ---- */
+
+static void birth_written_cb(struct store_op *sop, int res)
+{
+    struct markers_birth *b = container_of(sop, struct markers_birth, sop);
+
+    b->cb(b, res < 0 ? res : 0);
+}
+
+static void birth_indexed_cb(struct healidx_op *hop, int status)
+{
+    struct markers_birth *b = container_of(hop, struct markers_birth, hop);
+
+    if (status < 0) {
+        b->cb(b, status);
+        return;
+    }
+    /* A new file has no markers: dirty 0 + 1, pending untouched
+     * (invariant 5), written after the index entry (invariant 2). */
+    put_i64(b->dbuf, 1);
+    store_fsetxattr(&b->srv->st, &b->sop, birth_written_cb, b->fd,
+                    XATTR_DIRTY, b->dbuf, 8, 0);
+}
+
+void markers_birth(struct server *srv, struct markers_birth *b, int fd,
+                   const struct rfs_id *id, markers_birth_cb cb)
+{
+    b->srv = srv;
+    b->fd = fd;
+    b->cb = cb;
+    healidx_add(&srv->heal, &b->hop, id, birth_indexed_cb);
+}
+
 static void xop_run(struct xop *x)
 {
     if (x->o->opath) {

@@ -135,6 +135,26 @@ void csum_forget(struct server *srv, const struct rfs_id *id);
 /* INVAL events to the other clients after a change (server.c). */
 /* A directory's dirty counter, read now (markers.c): 0 or -errno. */
 int markers_dirty_now(const struct obj *o, int64_t *dirty);
+/*
+ * The dirty mark a CREATE_LOCK file is born with (markers.c): its heal
+ * index entry, then trusted.rfs.dirty = 1 on fd (markers.c invariant 2),
+ * as XATTROP dirty+1 would leave a new, unmarked file.  cb gets 0 or
+ * -errno; on failure the index entry may stay (a superset is allowed:
+ * HEAL_LIST drops entries whose id resolves nowhere).  The caller owns b
+ * and fd until cb.
+ */
+struct markers_birth;
+typedef void (*markers_birth_cb)(struct markers_birth *b, int status);
+struct markers_birth { /* embedded in the caller's op */
+    struct healidx_op hop;
+    struct store_op sop;
+    struct server *srv;        /* borrowed */
+    int fd;                    /* borrowed */
+    markers_birth_cb cb;
+    uint8_t dbuf[8];
+};
+void markers_birth(struct server *srv, struct markers_birth *b, int fd,
+                   const struct rfs_id *id, markers_birth_cb cb);
 /* Does this XATTROP change some pending counter (markers.c)? */
 bool xattrop_pending_delta(const struct xattrop_req *m);
 /* Is some MKDIR/CREATE/... of this brick making a name in dir right now

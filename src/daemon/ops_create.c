@@ -7,8 +7,10 @@
  *     --new_idcheck_cb--> make the name (openat2 O_CREAT|O_EXCL / mkdirat /
  *                         symlinkat / mknodat on the pool) and open it
  *     --new_made_cb--> trusted.rfs.id (fsetxattr) --new_tagged_cb--> owner
- *                      and mode (fchown/fchmod) then the ids/ entry (linkat,
- *                      or symlinkat "<parent>/<name>" for a directory)
+ *                      and mode (fchown/fchmod) [CREATE_LOCK: heal index
+ *                      entry and dirty = 1, markers_birth --new_born_cb-->]
+ *                      then the ids/ entry (linkat, or symlinkat
+ *                      "<parent>/<name>" for a directory)
  *     --new_linked_cb--> statx --new_stat_cb--> fd into the cache, pinned
  *                      for the connection with CREATE_OPEN (as OPEN pins),
  *                      reply
@@ -29,7 +31,14 @@
  *     the object made, once, unless another op of this brick is making that
  *     same name right now (srv->creating).  Clients hold the entry lock
  *     for the name, so no other client can be making it.
+ *  5. CREATE_LOCK: a reply of 0 leaves the lock held and dirty = 1 on disk
+ *     (written before the ids/ entry, so no one can reach the file
+ *     unmarked); every other ending releases the lock before its reply
+ *     (both or neither: new_unlock).  The lock is taken at dispatch, while
+ *     the connection is open, so a connection that closes later drops it
+ *     with its other locks (lockmgr_conn_gone).
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -58,6 +67,8 @@ struct op_new {
     bool excl;
     bool made;                   /* the name exists: roll back on failure */
     bool debris_tried;           /* invariant 4: once */
+    bool birth_lock;             /* CREATE_LOCK held (invariant 5) */
+    struct markers_birth birth;  /* CREATE_LOCK: the dirty mark */
     struct list creating;        /* on srv->creating while making a name */
     int fd;                      /* owned until cached */
     int rc;                      /* the error to reply after a rollback */
@@ -76,8 +87,21 @@ static void new_untrack(struct op_new *op)
     list_init(&op->creating);
 }
 
+/* Invariant 5: a CREATE that does not succeed holds no lock. */
+static void new_unlock(struct op_new *op, struct req *r)
+{
+    const struct create_req *m = REQ_MSG(r, create_req);
+
+    if (!op->birth_lock)
+        return;
+    op->birth_lock = false;
+    (void)lockmgr_unlock(&r->srv->locks, r->c, m->lk_owner, LK_DOM_INODE,
+                         &m->id, "");
+}
+
 static void new_free(struct op_new *op)
 {
+    new_unlock(op, op->r);
     new_untrack(op);
     if (op->fd >= 0)
         store_close_fd(&op->r->srv->st, op->fd);
@@ -196,17 +220,11 @@ static int new_set_owner_mode(struct op_new *op)
     return fchmod(op->fd, op->mode & 07777) < 0 ? -errno : 0;
 }
 
-static void new_tagged_cb(struct store_op *sop, int res)
+/* The ids/ entry: from here on the object is reachable by id. */
+static void new_link(struct op_new *op)
 {
-    struct op_new *op = container_of(sop, struct op_new, sop);
     struct store *st = &op->r->srv->st;
 
-    if (res == 0)
-        res = new_set_owner_mode(op);
-    if (res < 0) {
-        new_rollback(op, res);
-        return;
-    }
     if (op->type == S_IFDIR) {
         ids_format_dirlink(&op->parent->id, op->name, op->dirlink);
         store_symlinkat(st, &op->sop, new_linked_cb, op->dirlink, st->ids_fd,
@@ -215,6 +233,34 @@ static void new_tagged_cb(struct store_op *sop, int res)
     }
     store_linkat(st, &op->sop, new_linked_cb, op->parent->fd, op->name,
                  st->ids_fd, op->idpath, 0);
+}
+
+static void new_born_cb(struct markers_birth *b, int status)
+{
+    struct op_new *op = container_of(b, struct op_new, birth);
+
+    if (status < 0) {
+        new_rollback(op, status);
+        return;
+    }
+    new_link(op);
+}
+
+static void new_tagged_cb(struct store_op *sop, int res)
+{
+    struct op_new *op = container_of(sop, struct op_new, sop);
+
+    if (res == 0)
+        res = new_set_owner_mode(op);
+    if (res < 0) {
+        new_rollback(op, res);
+        return;
+    }
+    if (op->birth_lock) { /* invariant 5: marked before reachable */
+        markers_birth(op->r->srv, &op->birth, op->fd, &op->id, new_born_cb);
+        return;
+    }
+    new_link(op);
 }
 
 static void new_made_cb(struct store_op *sop, int res)
@@ -468,6 +514,8 @@ static void new_parent_cb(struct get1 *g, struct obj *o)
     struct obj *cached;
 
     if (!o) {
+        /* get1 replies with the error after this: release first. */
+        new_unlock(op, op->r);
         op->r = NULL;
         free(op);
         return;
@@ -548,6 +596,22 @@ void op_create(struct req *r)
     op->mode = m->mode;
     op->uid = m->uid;
     op->gid = m->gid;
+    if ((m->flags & CREATE_LOCK) && !rfs_id_is_zero(&m->id) &&
+        !rfs_id_is_root(&m->id)) { /* else new_start refuses it */
+        /* Lock first, as XO_LOCK does; the codec let CREATE_LOCK through
+         * only with EXCL and OPEN, so no existing file is ever locked.
+         * Non-blocking: a fresh id is free unless someone guessed it. */
+        struct lk_req lk;
+        int rc = ops_lock_take(r, &lk, LK_DOM_INODE, &m->id, "", m->lk_owner,
+                               LK_WR, LK_NONBLOCK, NULL);
+
+        if (rc < 0) {
+            new_fail(op, rc);
+            return;
+        }
+        assert(rc == 0); /* LK_NONBLOCK never queues */
+        op->birth_lock = true;
+    }
     new_start(op, &m->parent);
 }
 

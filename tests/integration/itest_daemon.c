@@ -777,6 +777,20 @@ static int inodelk(struct brick_conn *bc, const struct rfs_id *id,
     return brick_call_sync(bc, OP_INODELK, &q, NULL, NULL);
 }
 
+/* Take (id, owner) WR once the brick has let go of a closed connection's
+ * lock (it does so when it sees the close): 0, or -EAGAIN after 3 s. */
+static int inodelk_when_free(struct brick_conn *bc, const struct rfs_id *id,
+                             uint64_t owner)
+{
+    uint64_t end = itest_now_ms() + 3000;
+    int rc;
+
+    while ((rc = inodelk(bc, id, owner, LK_WR, LK_NONBLOCK)) == -EAGAIN &&
+           itest_now_ms() < end)
+        usleep(10000);
+    return rc;
+}
+
 Test(daemon, inodelk_contention_nonblock_blocking_and_release_on_disconnect)
 {
     struct brick_conn *b2 = itest_connect(V, 1);
@@ -809,16 +823,8 @@ Test(daemon, inodelk_contention_nonblock_blocking_and_release_on_disconnect)
     IT_OK(inodelk(b2, &f, 2, LK_WR, 0));
     IT_RC(inodelk(BC, &f, 1, LK_WR, LK_NONBLOCK), -EAGAIN);
     itest_disconnect(V, b2);
-    {
-        uint64_t end = itest_now_ms() + 3000;
-        int rc;
-
-        while ((rc = inodelk(BC, &f, 1, LK_WR, LK_NONBLOCK)) == -EAGAIN &&
-               itest_now_ms() < end)
-            usleep(10000);
-        cr_assert_eq(rc, 0, "lock of a closed connection not released: %d",
-                     rc);
-    }
+    cr_assert_eq(inodelk_when_free(BC, &f, 1), 0,
+                 "lock of a closed connection not released");
 }
 
 static int entrylk(struct brick_conn *bc, const struct rfs_id *parent,
@@ -1082,6 +1088,78 @@ Test(daemon, xattrop_lock_and_unlock_in_one_request)
     IT_OK(entrylk(b2, &ROOT, "n", 2, LK_WR, LK_NONBLOCK));
     IT_OK(entrylk(b2, &ROOT, "n", 2, LK_UN, 0));
     IT_RC(xattrop_lk(BC, &f, 1, XO_LOCK | XO_UNLOCK, 1, "", &r), -EINVAL);
+}
+
+static int create_locked(struct brick_conn *bc, const struct rfs_id *parent,
+                         const char *name, uint64_t owner, struct rfs_id *id)
+{
+    struct create_req c = {.parent = *parent, .mode = S_IFREG | 0644,
+                           .uid = getuid(), .gid = getgid(),
+                           .flags = CREATE_EXCL | CREATE_OPEN | CREATE_LOCK,
+                           .lk_owner = owner};
+    struct create_rep r;
+    int rc;
+
+    rfs_id_random(&c.id);
+    snprintf(c.name, sizeof(c.name), "%s", name);
+    *id = c.id;
+    rc = brick_call_sync(bc, OP_CREATE, &c, &r, NULL);
+    if (rc == 0)
+        cr_assert_eq(r.created, 1);
+    return rc;
+}
+
+/* CREATE_LOCK: the new file is born with its inode write lock held by
+ * (connection, lk_owner) and dirty 1 (in the heal index, on disk), as
+ * XATTROP(dirty+1, XO_LOCK) would leave it, until the holder's
+ * XATTROP(dirty-1, XO_UNLOCK); a CREATE that fails holds neither; the lock
+ * goes with the connection, the mark stays for heal.  docs/protocol.md. */
+Test(daemon, create_lock_holds_the_new_file_locked_and_marked)
+{
+    struct brick_conn *b2 = itest_connect(V, 1);
+    struct brick_conn *b3 = itest_connect(V, 1);
+    struct rfs_id f, g, h, gone = {0x1234, 0x5678};
+    struct xattrop_rep r;
+    int64_t v = 0;
+
+    IT_OK(create_locked(BC, &ROOT, "born", 7, &f));
+    /* Held: another owner is refused, on another connection or this one. */
+    IT_RC(inodelk(b2, &f, 2, LK_WR, LK_NONBLOCK), -EAGAIN);
+    IT_RC(inodelk(BC, &f, 8, LK_RD, LK_NONBLOCK), -EAGAIN);
+    IT_RC(xattrop_lk(b2, &f, 1, XO_LOCK | XO_NONBLOCK, 2, "", &r), -EAGAIN);
+    /* Marked, as every reader and heal sees markers. */
+    xattrop(&f, 0, 0, NULL, &r);
+    cr_assert_eq(r.dirty, 1, "born with dirty %lld", (long long)r.dirty);
+    cr_assert(heal_has(&f, NULL), "a marked file not in the heal index");
+    cr_assert_eq(getxattr(bp("born"), "trusted.rfs.dirty", &v, sizeof(v)),
+                 (ssize_t)sizeof(v));
+    cr_assert_eq(v, 1, "trusted.rfs.dirty on disk is %lld", (long long)v);
+    /* The window's end: clear and unlock in one, by the same owner. */
+    IT_OK(xattrop_lk(BC, &f, -1, XO_UNLOCK, 7, "", &r));
+    cr_assert_eq(r.dirty, 0);
+    cr_assert(!heal_has(&f, NULL));
+    IT_OK(inodelk(b2, &f, 2, LK_WR, LK_NONBLOCK));
+    IT_OK(inodelk(b2, &f, 2, LK_UN, 0));
+
+    /* Both or neither: a CREATE_LOCK that fails holds no lock. */
+    IT_RC(create_locked(BC, &ROOT, "born", 7, &g), -EEXIST);
+    IT_OK(inodelk(b2, &g, 2, LK_WR, LK_NONBLOCK));
+    IT_OK(inodelk(b2, &g, 2, LK_UN, 0));
+    IT_RC(create_locked(BC, &gone, "x", 7, &g), -ENOENT);
+    IT_OK(inodelk(b2, &g, 2, LK_WR, LK_NONBLOCK));
+    IT_OK(inodelk(b2, &g, 2, LK_UN, 0));
+
+    /* A client that dies holding it: the lock goes with its connection,
+     * dirty stays (an interrupted window, for heal). */
+    IT_OK(create_locked(b3, &ROOT, "born2", 9, &h));
+    IT_RC(inodelk(b2, &h, 2, LK_WR, LK_NONBLOCK), -EAGAIN);
+    itest_disconnect(V, b3);
+    cr_assert_eq(inodelk_when_free(b2, &h, 2), 0,
+                 "birth lock of a closed connection kept");
+    IT_OK(inodelk(b2, &h, 2, LK_UN, 0));
+    xattrop(&h, 0, 0, NULL, &r);
+    cr_assert_eq(r.dirty, 1, "the mark of an interrupted window went");
+    cr_assert(heal_has(&h, NULL));
 }
 
 static uint64_t suspect_gen(struct brick_conn *bc, uint64_t clear)

@@ -266,7 +266,8 @@ static void fill_samples(void)
     m_create_req.mode = nx32();
     m_create_req.uid = nx32();
     m_create_req.gid = nx32();
-    m_create_req.flags = CREATE_EXCL;
+    m_create_req.flags = CREATE_EXCL | CREATE_OPEN | CREATE_LOCK;
+    m_create_req.lk_owner = nx();
     fill_attr(&m_create_rep.attr);
     m_create_rep.created = 1;
     fill_id(&m_mknod_req.parent);
@@ -1038,6 +1039,16 @@ Test(proto, u32_limits)
     LIMIT(OP_OPEN, PROTO_REQ, m_open_req, open_req, flags, 16, O_CREAT);
     LIMIT(OP_FSYNC, PROTO_REQ, m_fsync_req, fsync_req, datasync, 16, 2);
     LIMIT(OP_CREATE, PROTO_REPLY, m_create_rep, create_rep, created, 4 + 88, 2);
+    /* create: parent 16, name 2+11, id 16, mode uid gid 12 */
+    LIMIT(OP_CREATE, PROTO_REQ, m_create_req, create_req, flags,
+          16 + 13 + 16 + 12, CREATE_LOCK << 1);
+    /* CREATE_LOCK only with both EXCL and OPEN: never an existing file */
+    LIMIT(OP_CREATE, PROTO_REQ, m_create_req, create_req, flags,
+          16 + 13 + 16 + 12, CREATE_LOCK);
+    LIMIT(OP_CREATE, PROTO_REQ, m_create_req, create_req, flags,
+          16 + 13 + 16 + 12, CREATE_LOCK | CREATE_OPEN);
+    LIMIT(OP_CREATE, PROTO_REQ, m_create_req, create_req, flags,
+          16 + 13 + 16 + 12, CREATE_LOCK | CREATE_EXCL);
     LIMIT(OP_HELLO, PROTO_REQ, m_hello_req, hello_req, magic, 0, 0x31534653u);
     LIMIT(OP_HELLO, PROTO_REQ, m_hello_req, hello_req, version_min, 4, 0);
     LIMIT(OP_HELLO, PROTO_REQ, m_hello_req, hello_req, version_min, 4, 8);
