@@ -19,6 +19,9 @@
  *           v
  *   VOTE: LOOKUP(flags 0) on every good brick of `among` at once
  *     |-- quorum of them agree (one id, or ENOENT) ---------> done
+ *     |-- every brick up, some blamed for the folder: the good ones
+ *     |   are heal's sources; the answer heal will keep (most of
+ *     |   them, ties to the lowest brick: heal.c sources_agree) -> done
  *     |-- fewer than quorum could ever agree ----------------> done(-EIO)
  *     '-- no agreement yet (a change still on its way) --> VOTE again,
  *         at most LKQ_VOTES times, then done(-EIO)
@@ -107,6 +110,29 @@ static void lkq_vote_done(struct fan *f)
         if (q->st[b] == 0)
             q->attr = q->battr[b];
         q->done(q, q->st[b]);
+        return;
+    }
+    if (sure && sure == asked && v->up == vol_all_bricks(v) &&
+        q->parent->blamed) {
+        /* Every brick up, some blamed for the folder: the others are the
+         * sources heal will copy from, however few, and where they differ
+         * heal keeps the version most of them hold, ties going to the
+         * lowest brick (heal.c, sources_agree).  That is the answer that
+         * stays. */
+        unsigned best = 0, nb = 0;
+
+        for (unsigned b = 0; b < v->n; b++) {
+            unsigned k = (sure & BMASK(b)) ? lkq_agree(q, asked, b) : 0;
+
+            if (k > nb) {
+                nb = k;
+                best = b;
+            }
+        }
+        q->brick = (int)best;
+        if (q->st[best] == 0)
+            q->attr = q->battr[best];
+        q->done(q, q->st[best]);
         return;
     }
     if (bmask_count(sure) >= v->quorum && ++q->votes < LKQ_VOTES) {
