@@ -39,12 +39,21 @@ struct inotab_kstamp {
     bool valid;                     /* false: nothing known, or invalidated */
 };
 
+/* What the kernel's cached listing of a directory rests on (fuse/ops.c
+ * decides keep_cache at opendir from it, invariant 6). */
+struct inotab_listing {
+    uint64_t epoch;                 /* the caller's epoch when the kernel
+                                       began it; 0: not vouched for */
+    uint64_t since_ms;              /* when the kernel began it */
+};
+
 struct inotab_ent {
     uint64_t ino;
     struct rfs_id id;
     uint64_t nlookup;               /* the kernel's count */
     void *data;                     /* the caller's; see inotab_forget() */
     struct inotab_kstamp kstamp;    /* the caller's; zeroed by inotab_add() */
+    struct inotab_listing listing;  /* the caller's; zeroed by inotab_add() */
     struct inotab_ent *next_ino;    /* hash chains (invariant 1) */
     struct inotab_ent *next_id;
 };

@@ -139,11 +139,14 @@ static void link_state_cb(struct brick_conn *bc, enum brick_state st,
         txn_brick_up(v);
     } else {
         v->up &= ~BMASK(b);
-        if (was_up)
-            log_warn("brick %u (%s:%u) is down: %s", b + 1,
-                     v->cfg.bricks[b].host, v->cfg.bricks[b].port,
-                     strerror(-brick_conn_last_error(bc)));
+        if (!was_up)
+            return;
+        log_warn("brick %u (%s:%u) is down: %s", b + 1,
+                 v->cfg.bricks[b].host, v->cfg.bricks[b].port,
+                 strerror(-brick_conn_last_error(bc)));
     }
+    if (v->opts.on_links_changed)
+        v->opts.on_links_changed(v->opts.arg);
 }
 
 static void link_event_cb(struct brick_conn *bc, uint16_t op, const void *msg,

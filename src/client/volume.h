@@ -45,6 +45,9 @@ struct volume_opts {
     /* An INVAL event from a brick (another client changed something);
      * may be NULL.  msg is valid during the call. */
     void (*on_inval)(const struct inval_event *msg, void *arg);
+    /* A brick link came up or went down: INVAL events may have been
+     * missed meanwhile, and reads may go to another brick; may be NULL. */
+    void (*on_links_changed)(void *arg);
     /* The engine met an object some brick is blamed for (it needs heal);
      * may be NULL.  Called often: the callee rate-limits. */
     void (*on_heal_needed)(void *arg);

@@ -59,6 +59,9 @@ struct rfs_fs {
     bool readahead_done;        /* opts->readahead_kb applied or tried */
     unsigned inflight;          /* requests not yet answered */
     struct notifier *notifier;  /* owned: kernel invalidations (notify.c) */
+    uint64_t list_epoch;        /* cached listings are vouched for only at
+                                   this epoch; bumped whenever an INVAL may
+                                   have been missed (ops.c invariant 6) */
     uv_process_t heal_proc;     /* background heal (selfheal.c) */
     bool heal_running;          /* heal_proc is a live child */
     uint64_t heal_last;         /* loop ms of the last start; 0: never */
@@ -76,6 +79,16 @@ void fs_on_inval(const struct inval_event *ev, void *arg);
 /* Drop the kernel's cached pages and attributes of ino, soon (from the
  * notifier thread: safe while a request on it is in flight). */
 void fs_inval_inode(struct rfs_fs *fs, fuse_ino_t ino);
+/* volume_opts.on_links_changed: INVAL events may have been missed, so no
+ * cached directory listing is vouched for any more (arg: the fs). */
+void fs_on_links_changed(void *arg);
+
+/* A name in the directory ent changed: the kernel's cached listing of it
+ * may not be kept at the next opendir (ops.c invariant 6). */
+static inline void fs_listing_unvouch(struct inotab_ent *ent)
+{
+    ent->listing.epoch = 0;
+}
 
 /* The guard process (guard.c): start once mounted, from main's thread;
  * it aborts the FUSE connection if that thread ends without

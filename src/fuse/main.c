@@ -192,6 +192,7 @@ static int fs_init(struct rfs_fs *fs, uv_loop_t *loop, struct mount_opts *o,
         .prefer_brick = o->prefer_brick,
         .read_only = o->read_only,
         .on_inval = fs_on_inval,
+        .on_links_changed = fs_on_links_changed,
         .on_heal_needed = fs_heal_needed,
         .arg = fs,
     };
@@ -203,6 +204,7 @@ static int fs_init(struct rfs_fs *fs, uv_loop_t *loop, struct mount_opts *o,
     memset(fs, 0, sizeof(*fs));
     fs->loop = loop;
     fs->opts = o;
+    fs->list_epoch = 1;
     rc = inotab_init(&fs->inodes);
     if (rc < 0)
         return rc;

@@ -18,12 +18,18 @@
  * the loop never does.  (An attributes-only invalidation takes neither
  * lock; ops.c does those itself, at open.)
  *
+ * A name added to or removed from a directory drops the directory's pages
+ * too (N_INODE, not only its attributes): they hold the kernel's cached
+ * listing (FOPEN_CACHE_DIR, ops.c invariant 6).
+ *
  * Invariants:
  *  1. Only the loop thread touches the inode table; the queue carries inode
  *     numbers, which are never reused (client/inotab.h), so a late
  *     invalidation can only hit the object it was meant for, or nothing.
  *  2. After notifier_stop() no notification is written to the session fd
  *     (it is closed by the unmount that follows).
+ *  3. An invalidation that cannot be queued bumps fs->list_epoch: no cached
+ *     listing is kept past the next opendir once one may have been lost.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -100,8 +106,10 @@ static void *notifier_main(void *arg)
     return NULL;
 }
 
-static void notifier_push(struct notifier *n, enum nkind kind, uint64_t ino,
-                          const char *name)
+/* Queue one invalidation.  0, or -ENOBUFS when it was dropped (queue
+ * full, no memory, stopping). */
+static int notifier_push(struct notifier *n, enum nkind kind, uint64_t ino,
+                         const char *name)
 {
     size_t len = name ? strlen(name) : 0;
     struct nitem *it = malloc(sizeof(*it) + len + 1);
@@ -115,7 +123,7 @@ static void notifier_push(struct notifier *n, enum nkind kind, uint64_t ino,
                      "stay stale until their timeout");
         pthread_mutex_unlock(&n->mu);
         free(it);
-        return;
+        return -ENOBUFS;
     }
     it->next = NULL;
     it->kind = kind;
@@ -130,6 +138,7 @@ static void notifier_push(struct notifier *n, enum nkind kind, uint64_t ino,
     n->len++;
     pthread_cond_signal(&n->cv);
     pthread_mutex_unlock(&n->mu);
+    return 0;
 }
 
 int notifier_start(struct rfs_fs *fs)
@@ -192,6 +201,14 @@ void notifier_stop(struct rfs_fs *fs)
     free(n);
 }
 
+/* Queue an invalidation for the loop thread's callers (invariant 3). */
+static void push(struct rfs_fs *fs, enum nkind kind, uint64_t ino,
+                 const char *name)
+{
+    if (notifier_push(fs->notifier, kind, ino, name) < 0)
+        fs->list_epoch++;
+}
+
 void fs_on_inval(const struct inval_event *ev, void *arg)
 {
     struct rfs_fs *fs = arg;
@@ -199,22 +216,26 @@ void fs_on_inval(const struct inval_event *ev, void *arg)
 
     if (!fs->notifier || fs->stopping)
         return; /* nothing is cached by the kernel yet, or any more */
-    if (ev->what & (INVAL_ATTR | INVAL_DATA)) {
-        ent = inotab_by_id(&fs->inodes, &ev->id);
-        if (ent) {
-            ent->kstamp.valid = false;
-            notifier_push(fs->notifier,
-                          (ev->what & INVAL_DATA) ? N_INODE : N_INODE_ATTR,
-                          ent->ino, NULL);
-        }
+    ent = inotab_by_id(&fs->inodes, &ev->id);
+    /* A new blame may move a directory's reads to a brick that lists its
+     * names in another order: a half-cached listing must not be finished
+     * from there (ops.c invariant 6). */
+    if (ent && (ev->what & INVAL_MARKERS))
+        fs_listing_unvouch(ent);
+    if (ent && (ev->what & (INVAL_ATTR | INVAL_DATA))) {
+        ent->kstamp.valid = false;
+        push(fs, (ev->what & INVAL_DATA) ? N_INODE : N_INODE_ATTR, ent->ino,
+             NULL);
     }
     if ((ev->what & INVAL_ENTRY) && ev->name[0]) {
         ent = inotab_by_id(&fs->inodes, &ev->parent);
         if (ent) {
-            /* The directory's times and link count changed too. */
+            /* The directory's times, link count and cached listing
+             * changed too. */
             ent->kstamp.valid = false;
-            notifier_push(fs->notifier, N_INODE_ATTR, ent->ino, NULL);
-            notifier_push(fs->notifier, N_ENTRY, ent->ino, ev->name);
+            fs_listing_unvouch(ent);
+            push(fs, N_INODE, ent->ino, NULL);
+            push(fs, N_ENTRY, ent->ino, ev->name);
         }
     }
 }
@@ -226,5 +247,14 @@ void fs_inval_inode(struct rfs_fs *fs, fuse_ino_t ino)
     if (ent)
         ent->kstamp.valid = false;
     if (fs->notifier && !fs->stopping)
-        notifier_push(fs->notifier, N_INODE, ino, NULL);
+        push(fs, N_INODE, ino, NULL);
+}
+
+void fs_on_links_changed(void *arg)
+{
+    struct rfs_fs *fs = arg;
+
+    /* While a link was down its brick's INVALs went nowhere, and reads
+     * may now go to a brick that lists names in another order. */
+    fs->list_epoch++;
 }

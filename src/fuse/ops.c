@@ -38,6 +38,25 @@
  *     open() never returns bytes older than the last close() anywhere.
  *     Invalidating attributes alone takes no kernel lock the loop could be
  *     waiting behind; everything else goes through notify.c's thread.
+ *  6. Every opendir lets the kernel cache the listing (cache_readdir); it
+ *     keeps what it cached before (keep_cache) only while the directory's
+ *     listing is vouched for: inotab listing.epoch == fs->list_epoch, and
+ *     begun less than entry_timeout ago (listing_keep()).  An opendir that
+ *     does not keep it vouches anew: the kernel drops its pages at open
+ *     and fills them from the bricks.  The vouch is withdrawn when a name
+ *     in the directory changes, through this mount (the handler, before
+ *     going async; the kernel itself drops its cache when the reply
+ *     arrives) or another (INVAL entry, notify.c), and for every directory
+ *     at once (list_epoch++) when an INVAL may have been missed: a brick
+ *     link went down or came up, or the notifier dropped an invalidation;
+ *     and when a listing came from a dirty copy of the folder (unsure
+ *     names, which heal may undo: listing_check_sure()).
+ *     The age limit bounds what a race can leave behind (a brick's stale
+ *     READDIR reply overtaken by its INVAL) as for cached names.  Offsets
+ *     are the same in every listing of an unchanged directory read from
+ *     the same brick (rdir numbers entries in the order the brick gives
+ *     them), which the kernel needs to finish a half-cached listing from a
+ *     new handle.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -125,6 +144,19 @@ static int name_ok(fuse_ino_t parent, const char *name, bool creating)
     if (parent == FUSE_ROOT_ID && strcmp(name, HIDDEN_NAME) == 0)
         return creating ? -EPERM : -ENOENT;
     return 0;
+}
+
+/* The vinode of a directory a name is about to change in, through this
+ * mount: the kernel's cached listing of it is no longer vouched for
+ * (invariant 6).  NULL when the kernel's inode is unknown. */
+static struct vinode *dir_to_change(struct rfs_fs *fs, fuse_ino_t parent)
+{
+    struct inotab_ent *ent = inotab_by_ino(&fs->inodes, parent);
+
+    if (!ent)
+        return NULL;
+    fs_listing_unvouch(ent);
+    return ent->data;
 }
 
 /*
@@ -335,7 +367,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
     struct rfs_fs *fs = req_fs(req);
     const struct fuse_ctx *ctx = fuse_req_ctx(req);
-    struct vinode *pvi = ino_vi(fs, parent);
+    struct vinode *pvi = dir_to_change(fs, parent);
     int rc = name_ok(parent, name, true);
 
     if (rc == 0 && !pvi)
@@ -352,7 +384,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
     struct rfs_fs *fs = req_fs(req);
     const struct fuse_ctx *ctx = fuse_req_ctx(req);
-    struct vinode *pvi = ino_vi(fs, parent);
+    struct vinode *pvi = dir_to_change(fs, parent);
     int rc = name_ok(parent, name, true);
 
     if (rc == 0 && !S_ISREG(mode) && !S_ISFIFO(mode))
@@ -371,7 +403,7 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 {
     struct rfs_fs *fs = req_fs(req);
     const struct fuse_ctx *ctx = fuse_req_ctx(req);
-    struct vinode *pvi = ino_vi(fs, parent);
+    struct vinode *pvi = dir_to_change(fs, parent);
     int rc = name_ok(parent, name, true);
 
     if (rc == 0 && !pvi)
@@ -388,7 +420,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 {
     struct rfs_fs *fs = req_fs(req);
     struct vinode *vi = ino_vi(fs, ino);
-    struct vinode *pvi = ino_vi(fs, newparent);
+    struct vinode *pvi = dir_to_change(fs, newparent);
     int rc = name_ok(newparent, newname, true);
 
     if (rc == 0 && (!vi || !pvi))
@@ -412,7 +444,7 @@ static void remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
                          remove_fn fn)
 {
     struct rfs_fs *fs = req_fs(req);
-    struct vinode *pvi = ino_vi(fs, parent);
+    struct vinode *pvi = dir_to_change(fs, parent);
     int rc = name_ok(parent, name, false);
 
     if (rc == 0 && !pvi)
@@ -438,8 +470,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
                       unsigned int flags)
 {
     struct rfs_fs *fs = req_fs(req);
-    struct vinode *pvi = ino_vi(fs, parent);
-    struct vinode *npvi = ino_vi(fs, newparent);
+    struct vinode *pvi = dir_to_change(fs, parent);
+    struct vinode *npvi = dir_to_change(fs, newparent);
     int rc = name_ok(parent, name, false);
 
     if (rc == 0)
@@ -635,7 +667,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
     struct rfs_fs *fs = req_fs(req);
     const struct fuse_ctx *ctx = fuse_req_ctx(req);
-    struct vinode *pvi = ino_vi(fs, parent);
+    struct vinode *pvi = dir_to_change(fs, parent);
     struct fop_create *c;
     int rc = name_ok(parent, name, true);
 
@@ -787,20 +819,37 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 
 /* ---- directories ---- */
 
+/* Whether the kernel may keep its cached listing of ent at this opendir
+ * (invariant 6); when not, the listing it makes now is vouched for. */
+static bool listing_keep(struct rfs_fs *fs, struct inotab_ent *ent)
+{
+    uint64_t now = uv_now(fs->loop);
+    double age_s = (double)(now - ent->listing.since_ms) / 1000.0;
+
+    if (ent->listing.epoch != 0 && ent->listing.epoch == fs->list_epoch &&
+        age_s < fs->opts->entry_timeout)
+        return true;
+    ent->listing.epoch = fs->list_epoch;
+    ent->listing.since_ms = now;
+    return false;
+}
+
 static void op_opendir(fuse_req_t req, fuse_ino_t ino,
                        struct fuse_file_info *fi)
 {
     struct rfs_fs *fs = req_fs(req);
-    struct vinode *vi = ino_vi(fs, ino);
+    struct inotab_ent *ent = inotab_by_ino(&fs->inodes, ino);
     struct vdir *d;
-    int rc = vi ? volume_opendir(fs->vol, vi, &d) : -ESTALE;
+    int rc = ent ? volume_opendir(fs->vol, ent->data, &d) : -ESTALE;
 
     if (rc < 0) {
         fuse_reply_err(req, -rc);
         return;
     }
     fi->fh = (uintptr_t)d;
-    fi->cache_readdir = 0;
+    /* Invariant 6: an unchanged directory is listed by the kernel alone. */
+    fi->cache_readdir = 1;
+    fi->keep_cache = listing_keep(fs, ent);
     if (fuse_reply_open(req, fi) != 0)
         volume_closedir(d);
 }
@@ -869,6 +918,21 @@ static void dirent_stat(struct rfs_fs *fs, const struct proto_attr *a,
                  st);
 }
 
+/* Names listed from a dirty copy of the folder may be ones heal undoes:
+ * the kernel may cache them for this opendir only (invariant 6). */
+static void listing_check_sure(struct rfs_fs *fs, fuse_ino_t ino,
+                               const struct vdirent *ents, size_t n)
+{
+    struct inotab_ent *ent = inotab_by_ino(&fs->inodes, ino);
+
+    for (size_t i = 0; ent && i < n; i++) {
+        if (ents[i].unsure) {
+            fs_listing_unvouch(ent);
+            return;
+        }
+    }
+}
+
 static void readdir_cb(int status, const struct vdirent *ents, size_t n,
                        bool eof, void *arg)
 {
@@ -884,6 +948,7 @@ static void readdir_cb(int status, const struct vdirent *ents, size_t n,
         free(r);
         return;
     }
+    listing_check_sure(fs, r->ino, ents, n);
     buf = malloc(r->size ? r->size : 1);
     if (r->plus && n)
         added = calloc(n, sizeof(*added));

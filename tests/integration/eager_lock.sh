@@ -6,24 +6,9 @@
 source "$(dirname "$0")/lib.sh"
 
 volume_create
-declare -a MPORT=()
-for i in 1 2 3; do
-    MPORT[$i]=$(free_port)
-    brick_start "$i" --init --metrics "127.0.0.1:${MPORT[$i]}"
-done
+bricks_start_metrics
 mount_volume mA
 A=$T/mA
-
-# ops N OP: requests of type OP answered by brick N so far.
-ops() {
-    python3 - "${MPORT[$1]}" "$2" <<'PY'
-import re, sys, urllib.request
-body = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1],
-                              timeout=10).read().decode()
-m = re.search(r'^replicafs_ops_total\{op="%s"\} (\d+)' % sys.argv[2], body, re.M)
-print(m.group(1) if m else 0)
-PY
-}
 
 dirty_of() { # dirty counter (hex, 8 bytes LE) of a brick object, as a number
     python3 - "$1" <<'PY'
@@ -38,14 +23,15 @@ PY
 : >"$A/stream.bin"
 sleep 0.5
 for i in 1 2 3; do
-    w0[$i]=$(ops "$i" write) l0[$i]=$(ops "$i" inodelk) x0[$i]=$(ops "$i" xattrop)
+    w0[$i]=$(brick_ops "$i" write) l0[$i]=$(brick_ops "$i" inodelk)
+    x0[$i]=$(brick_ops "$i" xattrop)
 done
 log "400 writes of 64 KiB through one descriptor"
 dd if=/dev/urandom of="$A/stream.bin" bs=64k count=400 conv=notrunc status=none
 for i in 1 2 3; do
-    w=$(($(ops "$i" write) - w0[$i]))
-    l=$(($(ops "$i" inodelk) - l0[$i]))
-    x=$(($(ops "$i" xattrop) - x0[$i]))
+    w=$(($(brick_ops "$i" write) - w0[$i]))
+    l=$(($(brick_ops "$i" inodelk) - l0[$i]))
+    x=$(($(brick_ops "$i" xattrop) - x0[$i]))
     log "brick $i: $w writes, $l inodelk (lock+unlock), $x xattrop"
     check "brick $i saw $w writes" test "$w" -ge 400
     check "brick $i: a lock per write ($l for $w)" test $((l * 4)) -lt "$w"

@@ -189,6 +189,46 @@ brick_kill() {
     fi
 }
 
+# bricks_start_metrics: start every brick with --init and a Prometheus
+# endpoint (--metrics) on a port of its own, MPORT[N], none of them a
+# brick's port.
+declare -a MPORT=()
+bricks_start_metrics() {
+    local i p ok=0 ports
+    for _ in 1 2 3 4 5; do
+        read -r -a ports <<<"$(free_ports "$NBRICKS")"
+        ok=1
+        for p in "${ports[@]}"; do
+            [[ " ${BRICK_PORT[*]} " == *" $p "* ]] && ok=0
+        done
+        [ "$ok" = 1 ] && break
+    done
+    [ "$ok" = 1 ] || fail "no metrics ports apart from the bricks' ports"
+    for ((i = 1; i <= NBRICKS; i++)); do
+        MPORT[$i]=${ports[$((i - 1))]}
+        brick_start "$i" --init --metrics "127.0.0.1:${MPORT[$i]}"
+    done
+}
+
+# brick_ops N OP: requests of type OP (lower case: write, readdir...) that
+# brick N (all: every brick, summed) answered since it started
+# (bricks_start_metrics).
+brick_ops() {
+    local ports=${MPORT[*]}
+    [ "$1" = all ] || ports=${MPORT[$1]}
+    python3 - "$2" $ports <<'PY'
+import re, sys, urllib.request
+n = 0
+for port in sys.argv[2:]:
+    body = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % port,
+                                  timeout=10).read().decode()
+    m = re.search(r'^replicafs_ops_total\{op="%s"\} (\d+)' % sys.argv[1],
+                  body, re.M)
+    n += int(m.group(1)) if m else 0
+print(n)
+PY
+}
+
 # The usual start: a volume of 3 fresh bricks.
 volume_start() {
     local i
