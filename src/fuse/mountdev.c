@@ -6,7 +6,7 @@
  * Why readahead: the kernel gives a FUSE mount 128 KiB of readahead, so a
  * cold sequential read arrives as 128 KiB READs, one round trip to a brick
  * each.  1 MiB (what one READ frame carries, PROTO_MAX_IO) read a cold
- * 512 MiB file about twice as fast here (docs/performance.md, finding 5).
+ * 512 MiB file about twice as fast here (docs/performance.md, finding 6).
  * The kernel does not let the FUSE INIT reply raise it, but root may, per
  * mount, through /sys/class/bdi/MAJ:MIN/read_ahead_kb.
  */
