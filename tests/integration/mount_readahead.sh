@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The mount sets its own readahead (docs/performance.md, finding 5): 1 MiB
+# The mount sets its own readahead (docs/performance.md, finding 6): 1 MiB
 # by default, -o readahead=KIB otherwise, 0 leaves the kernel's; a bad
 # value is refused before anything is mounted.
 source "$(dirname "$0")/lib.sh"
