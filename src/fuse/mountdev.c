@@ -5,10 +5,11 @@
  *
  * Why readahead: the kernel gives a FUSE mount 128 KiB of readahead, so a
  * cold sequential read arrives as 128 KiB READs, one round trip to a brick
- * each.  1 MiB (what one READ frame carries, PROTO_MAX_IO) read a cold
- * 512 MiB file about twice as fast here (docs/performance.md, finding 6).
- * The kernel does not let the FUSE INIT reply raise it, but root may, per
- * mount, through /sys/class/bdi/MAJ:MIN/read_ahead_kb.
+ * each.  256 KiB read a cold 512 MiB file a third faster here; 1 and 2 MiB
+ * were no better than 128 KiB on a quiet machine, as fewer, larger READs
+ * overlap less (docs/performance.md, finding 6).  The kernel does not let
+ * the FUSE INIT reply raise it, but root may, per mount, through
+ * /sys/class/bdi/MAJ:MIN/read_ahead_kb.
  */
 #include <errno.h>
 #include <fcntl.h>
