@@ -94,22 +94,38 @@ static unsigned lkq_agree(const struct lkq *q, bmask_t asked, unsigned b)
     return n;
 }
 
+/* Answer with brick b's reply. */
+static void lkq_answer(struct lkq *q, unsigned b)
+{
+    q->brick = (int)b;
+    if (q->st[b] == 0)
+        q->attr = q->battr[b];
+    q->done(q, q->st[b]);
+}
+
 static void lkq_vote_done(struct fan *f)
 {
     struct lkq *q = f->owner;
     struct volume *v = q->v;
     bmask_t asked = q->asked, sure = 0;
+    unsigned best = 0, nb = 0;
 
+    /* The largest group of equal answers, ties to the lowest brick.  With
+     * n bricks only one group can reach a quorum, so it is that one. */
     for (unsigned b = 0; b < v->n; b++) {
+        unsigned k;
+
         if (!(asked & BMASK(b)) || (q->st[b] != 0 && q->st[b] != -ENOENT))
             continue;
         sure |= BMASK(b);
-        if (lkq_agree(q, asked, b) < v->quorum)
-            continue;
-        q->brick = (int)b;
-        if (q->st[b] == 0)
-            q->attr = q->battr[b];
-        q->done(q, q->st[b]);
+        k = lkq_agree(q, asked, b);
+        if (k > nb) {
+            nb = k;
+            best = b;
+        }
+    }
+    if (nb >= v->quorum) {
+        lkq_answer(q, best);
         return;
     }
     if (sure && sure == asked && v->up == vol_all_bricks(v) &&
@@ -119,20 +135,7 @@ static void lkq_vote_done(struct fan *f)
          * heal keeps the version most of them hold, ties going to the
          * lowest brick (heal.c, sources_agree).  That is the answer that
          * stays. */
-        unsigned best = 0, nb = 0;
-
-        for (unsigned b = 0; b < v->n; b++) {
-            unsigned k = (sure & BMASK(b)) ? lkq_agree(q, asked, b) : 0;
-
-            if (k > nb) {
-                nb = k;
-                best = b;
-            }
-        }
-        q->brick = (int)best;
-        if (q->st[best] == 0)
-            q->attr = q->battr[best];
-        q->done(q, q->st[best]);
+        lkq_answer(q, best);
         return;
     }
     if (bmask_count(sure) >= v->quorum && ++q->votes < LKQ_VOTES) {

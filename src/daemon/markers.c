@@ -85,6 +85,18 @@ static int64_t get_i64(const uint8_t *p)
  * and an answer that waited for the xops queue would be no truer (a mark
  * may land the moment after anyway).  0 or -errno.
  */
+/* A read of trusted.rfs.dirty into buf (res: its length or -errno) as a
+ * counter: none is 0.  0 or -errno. */
+static int dirty_parse(ssize_t res, const uint8_t *buf, int64_t *dirty)
+{
+    if (res == -ENODATA)
+        res = 0;
+    if (res != 0 && res != 8)
+        return res < 0 ? (int)res : -EIO;
+    *dirty = res ? get_i64(buf) : 0;
+    return 0;
+}
+
 int markers_dirty_now(const struct obj *o, int64_t *dirty)
 {
     uint8_t buf[8];
@@ -93,16 +105,7 @@ int markers_dirty_now(const struct obj *o, int64_t *dirty)
 
     if (n < 0 && !o->opath)
         n = -errno;
-    if (n == -ENODATA) {
-        *dirty = 0;
-        return 0;
-    }
-    if (n < 0)
-        return (int)n;
-    if (n != 8)
-        return -EIO;
-    *dirty = get_i64(buf);
-    return 0;
+    return dirty_parse(n, buf, dirty);
 }
 
 static bool marked(const struct xop *x)
@@ -314,14 +317,12 @@ static void xop_pending_cb(struct store_op *sop, int res)
 static void xop_dirty_cb(struct store_op *sop, int res)
 {
     struct xop *x = container_of(sop, struct xop, sop);
+    int rc = dirty_parse(res, x->dbuf, &x->dirty);
 
-    if (res == -ENODATA)
-        res = 0;
-    if (res != 0 && res != 8) {
-        xop_finish(x, res < 0 ? res : -EIO);
+    if (rc < 0) {
+        xop_finish(x, rc);
         return;
     }
-    x->dirty = res ? get_i64(x->dbuf) : 0;
     if (x->o->opath) {
         xop_pending_cb(sop, (int)ids_opath_getxattr(x->o->fd, XATTR_PENDING,
                                                     x->pbuf, sizeof(x->pbuf)));

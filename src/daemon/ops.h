@@ -132,7 +132,6 @@ void csum_write_begin(struct server *srv, struct obj *o, uint64_t off,
 void csum_write_end(struct server *srv, struct obj *o);
 void csum_forget(struct server *srv, const struct rfs_id *id);
 
-/* INVAL events to the other clients after a change (server.c). */
 /* A directory's dirty counter, read now (markers.c): 0 or -errno. */
 int markers_dirty_now(const struct obj *o, int64_t *dirty);
 /*
@@ -160,6 +159,7 @@ bool xattrop_pending_delta(const struct xattrop_req *m);
 /* Is some MKDIR/CREATE/... of this brick making a name in dir right now
  * (ops_create.c invariant 4)? */
 bool ops_creating_in(struct server *srv, const struct rfs_id *dir);
+/* INVAL events to the other clients after a change (server.c). */
 void server_inval(struct server *srv, const struct conn *except,
                   const struct rfs_id *id, uint32_t what,
                   const struct rfs_id *parent, const char *name);

@@ -371,38 +371,44 @@ static void lookup_probe_cb(struct probe *p, int status)
     free(op);
 }
 
+/* Why parent o cannot answer LOOKUP m, or 0: not a folder; the hidden
+ * .replicafs; a dirty copy under LOOKUP_CLEAN, which may hold a change no
+ * quorum made, so the client must hear more than this brick (proto.h). */
+static int lookup_refusal(const struct server *srv, const struct obj *o,
+                          const struct lookup_req *m)
+{
+    int64_t dirty = 0;
+    int rc;
+
+    if (o->type != S_IFDIR)
+        return -ENOTDIR;
+    if (is_meta_name(srv, o, m->name))
+        return -ENOENT;
+    if (!(m->flags & LOOKUP_CLEAN))
+        return 0;
+    rc = markers_dirty_now(o, &dirty);
+    if (rc == 0 && dirty > ((m->flags & LOOKUP_OWN_MARK) ? 1 : 0))
+        rc = -EAGAIN;
+    return rc;
+}
+
 static void lookup_parent_cb(struct get1 *g, struct obj *o)
 {
     struct op_lookup *op = container_of(g, struct op_lookup, g);
     const struct lookup_req *m = REQ_MSG(op->r, lookup_req);
     struct req *r = op->r;
+    int rc;
 
     if (!o) {
         free(op);
         return;
     }
-    if (o->type != S_IFDIR || is_meta_name(r->srv, o, m->name)) {
-        int rc = o->type != S_IFDIR ? -ENOTDIR : -ENOENT;
-
+    rc = lookup_refusal(r->srv, o, m);
+    if (rc < 0) {
         ids_put(&r->srv->ids, o);
         free(op);
         req_reply(r, rc, NULL);
         return;
-    }
-    if (m->flags & LOOKUP_CLEAN) {
-        /* A dirty copy of the folder may hold a change no quorum made:
-         * the client must hear more than this brick (proto.h). */
-        int64_t dirty = 0;
-        int rc = markers_dirty_now(o, &dirty);
-
-        if (rc == 0 && dirty > ((m->flags & LOOKUP_OWN_MARK) ? 1 : 0))
-            rc = -EAGAIN;
-        if (rc < 0) {
-            ids_put(&r->srv->ids, o);
-            free(op);
-            req_reply(r, rc, NULL);
-            return;
-        }
     }
     op->parent = o;
     probe_start(&op->p, &r->srv->st, o->fd, m->name, lookup_probe_cb);
