@@ -25,7 +25,8 @@
  *                   (vol_blame) and answers at once when none did;
  *   et_post()       dirty-1, and pending[X]+1 for each brick X that missed
  *                   it on the parent(s) and on the object; answers now if
- *                   some brick missed it (the blame is on disk first);
+ *                   some brick missed it and every brick that did it has
+ *                   the blame on disk (invariant 7), else fails it;
  *   et_unlock()     releases every entry lock taken; then ops->destroy.
  *
  *   create for writing sends CREATE_LOCK: the bricks that make the file
@@ -50,11 +51,18 @@
  *     path; bricks that are down dropped theirs with the link.
  *  3. Only bricks in `part` (locked and marked) are sent the change.
  *  4. A change done by fewer than quorum bricks is reported as failed and
- *     left dirty (no POST): heal decides, nobody is blamed.
+ *     left dirty (no POST): heal decides, nobody is blamed.  A refusal is
+ *     answered only when a quorum of unblamed bricks gave it (et_refusal),
+ *     else -EIO.
  *  5. The transaction holds references on its parents and on its child.
  *  6. A brick that answered a CREATE_LOCK 0 holds the file's lock; the
  *     answer to the caller (create_finish) gives it to a window, whatever
  *     the outcome, so it is released as every window's lock is.
+ *  7. A change some brick missed is reported done only once every brick
+ *     that did it blames the one that missed it (POST answered 0 by each):
+ *     then no copy without the change can pass for a source beside one
+ *     with it, and heal may prefer a clean source to a dirty one (heal.c,
+ *     sources_agree).  Else it is reported failed (-EIO).
  */
 #include <assert.h>
 #include <errno.h>
@@ -639,6 +647,39 @@ static void et_op_reply(struct fan *f, unsigned slot, int status,
         t->ok |= BMASK(b);
 }
 
+/*
+ * The refusal bricks `from` stand behind: an errno (ENOENT, EEXIST,
+ * ENOTEMPTY...) given by a quorum of bricks no brick blames for a parent.
+ * A refusal is a read of the folder: a stale brick's (ENOENT for a name it
+ * never got) or a minority's says nothing, and answering it would tell the
+ * application something heal undoes (an unlink "done" that heal brings
+ * back: bug 20).  -EIO when good bricks refused but too few agree,
+ * -EROFS when none did (they were lost, or only stale ones refused: the
+ * change just cannot be made durable now).
+ */
+static int et_refusal(const struct etxn *t, bmask_t from)
+{
+    const struct volume *v = t->v;
+    bmask_t bad = t->stale;
+    bool refused = false;
+
+    for (unsigned p = 0; p < t->npar; p++)
+        bad |= t->par[p]->blamed;
+    for (unsigned b = 0; b < v->n; b++) {
+        unsigned n = 0;
+
+        if (!(from & BMASK(b)) || (bad & BMASK(b)) || t->st[b] >= 0 ||
+            vol_err_is_link(t->st[b]))
+            continue;
+        refused = true;
+        for (unsigned k = 0; k < v->n; k++)
+            n += (from & ~bad & BMASK(k)) && t->st[k] == t->st[b];
+        if (n >= v->quorum)
+            return t->st[b];
+    }
+    return refused ? -EIO : -EROFS;
+}
+
 static void et_op_done(struct fan *f)
 {
     struct etxn *t = f->owner;
@@ -646,17 +687,15 @@ static void et_op_done(struct fan *f)
 
     if (t->ok == 0) {
         /* Refused everywhere (EEXIST, ENOTEMPTY...): nothing diverged. */
-        et_answer(t, vol_pick_error(v, t->st, t->part));
+        et_answer(t, et_refusal(t, t->part));
         et_post(t, t->marked, 0);
         return;
     }
     if (bmask_count(t->ok) < v->quorum) {
-        /* Invariant 4.  A stale brick's refusal (ENOENT for a name it
-         * never got) is not the answer: the change just cannot be made
-         * durable now. */
+        /* Invariant 4: the change cannot be made durable now. */
         log_warn("%s: done by only %u bricks; left for heal",
                  proto_op_name(t->ops->opcode), bmask_count(t->ok));
-        et_answer(t, vol_pick_error(v, t->st, t->part & ~t->ok & ~t->stale));
+        et_answer(t, et_refusal(t, t->part & ~t->ok));
         et_unlock(t);
         return;
     }
@@ -692,8 +731,22 @@ static void et_post_done(struct fan *f)
 {
     struct etxn *t = f->owner;
 
-    if (t->answer_after_post)
-        et_answer(t, 0);
+    if (t->answer_after_post) {
+        /* Invariant 7: the blame, on each parent, on every doer. */
+        bmask_t blamed = t->ok;
+
+        for (unsigned p = 0; p < t->npar; p++)
+            for (unsigned b = 0; b < t->v->n; b++)
+                if (!f->slot[SLOT(p, b)].used ||
+                    f->slot[SLOT(p, b)].status != 0)
+                    blamed &= ~BMASK(b);
+        if (blamed != t->ok)
+            log_warn("%s: done, but brick(s) %#x did not record who missed "
+                     "it: reported failed",
+                     proto_op_name(t->ops->opcode),
+                     (unsigned)(t->ok & ~blamed));
+        et_answer(t, blamed == t->ok ? 0 : -EIO);
+    }
     et_unlock(t);
 }
 

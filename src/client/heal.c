@@ -1053,22 +1053,28 @@ static int vote_key(struct healer *h, unsigned b, const struct rfs_id *id,
     return 0;
 }
 
-/* The largest set of bricks of mask whose keys are equal (ties: the one
- * with the lowest brick). */
-static uint32_t largest_group(const uint64_t *key, uint32_t mask, unsigned n)
+/* The largest set of bricks of mask whose keys are equal; ties: the one
+ * with a brick of `prefer`, then the one with the lowest brick. */
+static uint32_t largest_group(const uint64_t *key, uint32_t mask, unsigned n,
+                              uint32_t prefer)
 {
     uint32_t best = 0;
+    int best_score = -1;
 
     for (unsigned b = 0; b < n; b++) {
         uint32_t same = 0;
+        int score;
 
         if (!(mask & (1u << b)))
             continue;
         for (unsigned x = 0; x < n; x++)
             if ((mask & (1u << x)) && key[x] == key[b])
                 same |= 1u << x;
-        if (__builtin_popcount(same) > __builtin_popcount(best))
+        score = 2 * __builtin_popcount(same) + ((same & prefer) != 0);
+        if (score > best_score) {
             best = same;
+            best_score = score;
+        }
     }
     return best;
 }
@@ -1077,14 +1083,20 @@ static uint32_t largest_group(const uint64_t *key, uint32_t mask, unsigned n)
  * A dirty object with sinks: a change was cut off mid-way (done by fewer
  * than a quorum, left dirty, nobody blamed for it), so the sources' copies
  * may differ.  Every acknowledged change is on every source (a brick that
- * missed one is blamed before the answer), so they differ only by changes
- * never acknowledged, and any of them will do: the version most sources
- * hold (ties: the lowest brick) stays a source, the other sources become
- * sinks.  Without this the first source was copied to the sinks and the
- * other sources kept their own version, unblamed, for ever.  0 or -errno.
+ * missed one is blamed by every brick that did it before the answer:
+ * etxn.c invariant 7), so they differ only by changes never acknowledged:
+ * the version most sources hold stays a source, the other sources become
+ * sinks.  Ties go to a clean source's version (`clean`: dirty 0), then to
+ * the lowest brick: a dirty copy may hold a change that failed (an unlink
+ * only it did), a clean one holds none, and a clean source cannot lack an
+ * acknowledged change beside a brick that has it, which would blame it
+ * (bug 20: the lowest brick, dirty, won the tie and an acknowledged file
+ * was removed).  Without this the first source was copied to the sinks and
+ * the other sources kept their own version, unblamed, for ever.  0 or
+ * -errno.
  */
 static int sources_agree(struct healer *h, const struct rfs_id *id,
-                         struct heal_verdict *v)
+                         struct heal_verdict *v, uint32_t clean)
 {
     uint64_t key[PROTO_MAX_BRICKS];
     uint32_t best;
@@ -1098,7 +1110,7 @@ static int sources_agree(struct healer *h, const struct rfs_id *id,
         if (rc < 0)
             return rc;
     }
-    best = largest_group(key, v->sources, h->n);
+    best = largest_group(key, v->sources, h->n, clean);
     if (best != v->sources)
         say(h, id, "dirty, sources differ: bricks %#x agree, %#x become "
             "sinks", (unsigned)best, (unsigned)(v->sources & ~best));
@@ -1137,7 +1149,7 @@ static int dirty_vote(struct healer *h, const struct rfs_id *id,
     }
     if ((unsigned)__builtin_popcount(all & ~present) >= quorum)
         return 2; /* most bricks lack it: the parent's heal decides */
-    best = largest_group(key, present, h->n);
+    best = largest_group(key, present, h->n, 0);
     if ((unsigned)__builtin_popcount(best) >= quorum) {
         *src = best;
         *snk = present & ~best;
@@ -1318,7 +1330,12 @@ static int heal_one(struct healer *h, const struct rfs_id *id,
                 "when all are up");
             voted = deferred = true;
         } else {
-            rc = sources_agree(h, id, &v);
+            uint32_t clean = 0;
+
+            for (unsigned b = 0; b < h->n; b++)
+                if (m.dirty[b] == 0)
+                    clean |= 1u << b;
+            rc = sources_agree(h, id, &v, clean);
             if (rc < 0) {
                 say(h, id, "dirty, comparing the sources: %s",
                     strerror(-rc));

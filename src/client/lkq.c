@@ -17,11 +17,13 @@
  *     '-- EAGAIN: that brick's folder is dirty (or the pinned brick's
  *         link failed)
  *           v
- *   VOTE: LOOKUP(flags 0) on every good brick of `among` at once
+ *   VOTE: LOOKUP(flags 0) on every good brick of `among` at once, and
+ *         the folder's markers there (which copies are clean)
  *     |-- quorum of them agree (one id, or ENOENT) ---------> done
  *     |-- every brick up, some blamed for the folder: the good ones
  *     |   are heal's sources; the answer heal will keep (most of
- *     |   them, ties to the lowest brick: heal.c sources_agree) -> done
+ *     |   them; ties to a clean copy's, then to the lowest brick:
+ *     |   heal.c sources_agree) ----------------------------> done
  *     |-- fewer than quorum could ever agree ----------------> done(-EIO)
  *     '-- no agreement yet (a change still on its way) --> VOTE again,
  *         at most LKQ_VOTES times, then done(-EIO)
@@ -74,9 +76,25 @@ static void lkq_vote_reply(struct fan *f, unsigned slot, int status,
     struct lkq *q = f->owner;
     unsigned b = f->slot[slot].brick;
 
+    if (slot >= PROTO_MAX_BRICKS) { /* the folder's markers */
+        /* Under a create's own mark, that mark is not a change. */
+        int64_t own = q->own_mark && (q->among & BMASK(b)) ? 1 : 0;
+
+        if (status == 0 && ((const struct xattrop_rep *)rep)->dirty <= own)
+            q->clean |= BMASK(b);
+        return;
+    }
     if (status == 0)
         q->battr[b] = ((const struct attr_rep *)rep)->attr;
     q->st[b] = status;
+}
+
+/* Did brick k give brick b's answer (0 with the same id, or ENOENT)? */
+static bool lkq_same(const struct lkq *q, unsigned k, unsigned b)
+{
+    if (q->st[k] != q->st[b])
+        return false;
+    return q->st[b] != 0 || rfs_id_eq(&q->battr[k].id, &q->battr[b].id);
 }
 
 /* How many asked bricks gave brick b's answer (0 or ENOENT only). */
@@ -84,14 +102,18 @@ static unsigned lkq_agree(const struct lkq *q, bmask_t asked, unsigned b)
 {
     unsigned n = 0;
 
-    for (unsigned k = 0; k < q->v->n; k++) {
-        if (!(asked & BMASK(k)) || q->st[k] != q->st[b])
-            continue;
-        if (q->st[b] == 0 && !rfs_id_eq(&q->battr[k].id, &q->battr[b].id))
-            continue;
-        n++;
-    }
+    for (unsigned k = 0; k < q->v->n; k++)
+        n += (asked & BMASK(k)) && lkq_same(q, k, b);
     return n;
+}
+
+/* 1 when some asked brick giving brick b's answer has a clean copy. */
+static unsigned lkq_clean_in(const struct lkq *q, bmask_t asked, unsigned b)
+{
+    for (unsigned k = 0; k < q->v->n; k++)
+        if ((asked & q->clean & BMASK(k)) && lkq_same(q, k, b))
+            return 1;
+    return 0;
 }
 
 /* Answer with brick b's reply. */
@@ -110,20 +132,22 @@ static void lkq_vote_done(struct fan *f)
     bmask_t asked = q->asked, sure = 0;
     unsigned best = 0, nb = 0;
 
-    /* The largest group of equal answers, ties to the lowest brick.  With
-     * n bricks only one group can reach a quorum, so it is that one. */
+    /* The largest group of equal answers; ties to one with a clean copy,
+     * then to the lowest brick (as heal.c largest_group).  With n bricks
+     * only one group can reach a quorum, so it is that one. */
     for (unsigned b = 0; b < v->n; b++) {
         unsigned k;
 
         if (!(asked & BMASK(b)) || (q->st[b] != 0 && q->st[b] != -ENOENT))
             continue;
         sure |= BMASK(b);
-        k = lkq_agree(q, asked, b);
+        k = 2 * lkq_agree(q, asked, b) + lkq_clean_in(q, asked, b);
         if (k > nb) {
             nb = k;
             best = b;
         }
     }
+    nb /= 2;
     if (nb >= v->quorum) {
         lkq_answer(q, best);
         return;
@@ -132,9 +156,9 @@ static void lkq_vote_done(struct fan *f)
         q->parent->blamed) {
         /* Every brick up, some blamed for the folder: the others are the
          * sources heal will copy from, however few, and where they differ
-         * heal keeps the version most of them hold, ties going to the
-         * lowest brick (heal.c, sources_agree).  That is the answer that
-         * stays. */
+         * heal keeps the version most of them hold, ties going to a clean
+         * copy's, then to the lowest brick (heal.c, sources_agree).  That
+         * is the answer that stays. */
         lkq_answer(q, best);
         return;
     }
@@ -159,10 +183,15 @@ static void lkq_vote(struct lkq *q)
                ~q->parent->blamed;
     for (unsigned b = 0; b < PROTO_MAX_BRICKS; b++)
         q->st[b] = -ENOTCONN;
+    q->clean = 0;
+    memset(&q->mreq, 0, sizeof(q->mreq));
+    q->mreq.id = q->parent->id;
     fan_begin(&q->fan, v, lkq_vote_reply, lkq_vote_done, q);
     for (unsigned b = 0; b < v->n; b++)
-        if (q->asked & BMASK(b))
+        if (q->asked & BMASK(b)) {
             fan_call(&q->fan, b, b, OP_LOOKUP, &q->req);
+            fan_call(&q->fan, PROTO_MAX_BRICKS + b, b, OP_XATTROP, &q->mreq);
+        }
     fan_end(&q->fan);
 }
 
@@ -174,6 +203,7 @@ void vol_lookup_quorum(struct lkq *q, struct volume *v, struct vinode *parent,
     q->parent = parent;
     q->among = among;
     q->done = done;
+    q->own_mark = own_mark;
     q->brick = -1;
     memset(&q->req, 0, sizeof(q->req));
     q->req.parent = parent->id;

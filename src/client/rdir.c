@@ -17,6 +17,15 @@
  *                                       cookie 0, dropping names already
  *                                       fetched (by 64-bit name hash)
  *
+ * A batch from a dirty copy of the folder (READDIR's `dirty`) may hold a
+ * name that no quorum made, or lack one that a quorum did not remove: the
+ * brick may be the one a failed change reached.  Before such a batch is
+ * handed out, each of its names is looked up as LOOKUP would (lkq: the
+ * answer a quorum, or heal's sources, stand behind), RDIR_CHECKS at a time;
+ * a name that lookup says is not there is dropped, so `ls` never shows a
+ * name `stat` denies (bug 21).  A name the listing lacks stays unlisted
+ * until heal: a lookup by name still finds it.
+ *
  * Invariants:
  *  1. ents[0..nents) are the entries numbered base..base+nents-1.
  *  2. seen[] holds the hash of every name numbered so far in this listing;
@@ -67,6 +76,19 @@ struct vdir {
     struct rcall rc;
     struct readdir_req req;
     int fetch_err;
+    bool batch_dirty;       /* the last batch came from a dirty copy */
+    /* the check of a dirty batch (rdir_check) */
+    struct rcheck *chk;     /* owned: RDIR_CHECKS slots while checking */
+    size_t chk_next;        /* next entry to look up */
+    unsigned chk_busy;      /* lookups in flight */
+};
+
+#define RDIR_CHECKS 16u /* lookups in flight while checking a dirty batch */
+
+struct rcheck {
+    struct lkq q;
+    struct vdir *d;         /* borrowed */
+    size_t i;               /* the entry it checks */
 };
 
 static void rdir_free(struct vdir *d)
@@ -75,6 +97,7 @@ static void rdir_free(struct vdir *d)
         free(d->ents[i].name);
     free(d->ents);
     free(d->seen);
+    free(d->chk);
     volume_inode_put(d->vi);
     free(d);
 }
@@ -220,7 +243,8 @@ static int batch_take(struct vdir *d, const struct readdir_rep *r)
         return -EIO; /* a malformed blob: the brick is broken */
     d->cookie = r->next_cookie;
     d->eof = r->eof != 0;
-    d->unsure |= r->dirty != 0;
+    d->batch_dirty = r->dirty != 0;
+    d->unsure |= d->batch_dirty;
     return 0;
 }
 
@@ -250,6 +274,80 @@ static bool rdir_failover(struct vdir *d, int status)
     return true;
 }
 
+/* The batch is in the buffer (checked if it had to be): answer from it,
+ * or fetch on. */
+static void batch_ready(struct vdir *d)
+{
+    if (d->want_off < d->base + d->nents || d->eof) {
+        if (d->want_off > d->base + d->nents)
+            d->want_off = d->base + d->nents; /* past the end: empty */
+        rdir_answer(d);
+        return;
+    }
+    rdir_fetch(d); /* an empty batch, or skipping forward to want_off */
+}
+
+static void rdir_check_next(struct vdir *d);
+
+static void check_done(struct lkq *q, int status)
+{
+    struct rcheck *c = vcontainer_of(q, struct rcheck, q);
+    struct vdir *d = c->d;
+    struct rent *e = &d->ents[c->i];
+
+    if (status == -ENOENT) {
+        free(e->name);
+        e->name = NULL; /* dropped when the batch is compacted */
+    } else if (status == 0) {
+        e->attr = q->attr; /* the object a quorum stands behind */
+    }
+    c->d = NULL;
+    d->chk_busy--;
+    rdir_check_next(d);
+}
+
+/* Start lookups while slots are free; once all are back, compact the
+ * batch and go on. */
+static void rdir_check_next(struct vdir *d)
+{
+    size_t k = 0;
+
+    for (unsigned s = 0; s < RDIR_CHECKS && d->chk_next < d->nents; s++) {
+        struct rcheck *c = &d->chk[s];
+
+        if (c->d) /* busy */
+            continue;
+        memset(c, 0, sizeof(*c));
+        c->d = d;
+        c->i = d->chk_next++;
+        d->chk_busy++;
+        vol_lookup_quorum(&c->q, d->v, d->vi, d->ents[c->i].name, 0, false,
+                          check_done);
+    }
+    if (d->chk_busy)
+        return;
+    for (size_t i = 0; i < d->nents; i++)
+        if (d->ents[i].name)
+            d->ents[k++] = d->ents[i];
+    d->nents = k;
+    free(d->chk);
+    d->chk = NULL;
+    batch_ready(d);
+}
+
+/* Check a batch from a dirty copy name by name (see the header). */
+static void rdir_check(struct vdir *d)
+{
+    d->chk = calloc(RDIR_CHECKS, sizeof(*d->chk));
+    if (!d->chk) {
+        rdir_complete(d, -ENOMEM, NULL, 0, false);
+        return;
+    }
+    d->chk_next = 0;
+    d->chk_busy = 0;
+    rdir_check_next(d);
+}
+
 static void fetch_done(struct rcall *rc, int status)
 {
     struct vdir *d = vcontainer_of(rc, struct vdir, rc);
@@ -266,13 +364,11 @@ static void fetch_done(struct rcall *rc, int status)
     }
     if (!d->pin)
         d->pin = (unsigned)rc->brick + 1;
-    if (d->want_off < d->base + d->nents || d->eof) {
-        if (d->want_off > d->base + d->nents)
-            d->want_off = d->base + d->nents; /* past the end: empty */
-        rdir_answer(d);
+    if (d->batch_dirty && d->nents) {
+        rdir_check(d);
         return;
     }
-    rdir_fetch(d); /* an empty batch, or skipping forward to want_off */
+    batch_ready(d);
 }
 
 static void fetch_markers_cb(struct mkwait *w, int status)

@@ -34,7 +34,8 @@
  *             applied in the same order on every brick) on the bricks of
  *             the window.  When a change misses a brick X (down, or failed)
  *             the bricks that did it get pending[X]+1 before the caller is
- *             answered, once per window and brick (iop_done).
+ *             answered, once per window and brick (iop_done); if one of
+ *             them cannot take it, the change is answered failed.
  *    UNMARKING XATTROP dirty-1 + XO_UNLOCK on the bricks that did every
  *             change, a plain INODELK unlock on the other locked ones;
  *             then queued flushes are answered.
@@ -63,7 +64,8 @@
  *    parent(s); OP on all locked bricks at once; POST dirty-1, plus
  *    pending[X]+1 for every brick X that missed it, on the parent(s) and on
  *    the new object.  The caller is answered right after OP when every
- *    brick did it, else after POST (the blame must be on disk first).
+ *    brick did it, else after POST (the blame must be on disk first, on
+ *    every brick that did it, else the change is answered failed).
  *
  * The new object's id is chosen here (rfs_id_random) so that every brick
  * stamps the same one.
@@ -629,11 +631,16 @@ static void iop_record_done(struct fan *f)
     struct iwin *w = f->owner;
     struct iop *op = w->recording;
 
+    bmask_t took = fan_ok_mask(f) & w->recording_set;
+
     /* A brick that cannot take the blame has not got the change either,
-     * as far as anyone can prove: it leaves the window. */
-    w->mask &= fan_ok_mask(f) | ~w->recording_set;
+     * as far as anyone can prove: it leaves the window.  And the change
+     * is reported failed: a copy without it must never look as good as
+     * one with it, which only every doer's blame ensures (etxn.c
+     * invariant 7). */
+    w->mask &= took | ~w->recording_set;
     w->recording = NULL;
-    op->ops->finish(op, op->status);
+    op->ops->finish(op, took == w->recording_set ? op->status : -EIO);
     iwin_run(w->vi);
 }
 

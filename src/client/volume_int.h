@@ -288,6 +288,9 @@ struct lkq {
     struct fan fan;
     int st[PROTO_MAX_BRICKS];
     struct proto_attr battr[PROTO_MAX_BRICKS];
+    bool own_mark;
+    bmask_t clean;          /* VOTE: bricks whose folder copy is clean */
+    struct xattrop_req mreq; /* VOTE: the folder's markers, zero delta */
 };
 void vol_lookup_quorum(struct lkq *q, struct volume *v, struct vinode *parent,
                        const char *name, bmask_t among, bool own_mark,

@@ -132,6 +132,9 @@ count_ge() { test "$(grep -c -- "$3" "$2" 2>/dev/null)" -ge "$1"; }
 # The mount NAME has seen brick N come up at least TIMES times.
 brick_seen_up() { count_ge "$3" "$T/$1.log" "brick $2 .* is up"; }
 
+# The mount NAME has seen brick N go down.
+brick_seen_down() { count_ge 1 "$T/$1.log" "brick $2 .* is down"; }
+
 # free_ports N: N distinct free ports on 127.0.0.1.  All are held open
 # until every one is chosen: two separate picks can get the same port (a
 # sanitizer run had bricks 2 and 3 on one port, and brick 3 not started).
