@@ -15,9 +15,10 @@
  * (this run makes names only after it started): it is removed.  A
  * directory that is not empty is left alone.  Without this, debris under
  * a name nobody makes again (an upload's temp name) stayed for ever.
- * Likewise a file or symlink that has its id but whose id resolves
- * nowhere (no ids/ entry, no orphans/ entry): a crash between the id and
- * the ids/ link.  LOOKUP found it while nothing by id did, so heal took
+ * Likewise an object that has its id but whose id resolves nowhere (no
+ * ids/ entry, no orphans/ entry): a crash between the id and the ids/
+ * link (or, for a folder, its ids/ symlink; only an empty one goes: bug
+ * 22, a folder skipped here at first).  LOOKUP found it while nothing by id did, so heal took
  * the name for healed and the object's own heal waited for ever for the
  * entry heal to make it (bug 19).  Removed, the name is made again by the
  * entry heal that is listing; its id is forgotten from the fd cache on
@@ -108,9 +109,10 @@ static int readdir_entry(struct op_readdir *op, int dfd, const char *name,
         return 0;
     }
     ids_id_decode(idbuf, &id);
-    if (op->sweep && !S_ISDIR(st.st_mode) && ts_before(&st.st_ctim, &op->before) &&
+    if (op->sweep && ts_before(&st.st_ctim, &op->before) &&
         op->nforget < sizeof(op->forget) / sizeof(op->forget[0]) &&
-        !id_resolves(op->st, &id) && unlinkat(dfd, name, 0) == 0) {
+        !id_resolves(op->st, &id) &&
+        unlinkat(dfd, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) == 0) {
         op->forget[op->nforget++] = id;
         op->swept++;
         return 0;
