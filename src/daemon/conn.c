@@ -29,6 +29,8 @@
  *     flight (replies to a closed conn are dropped, not written) and no
  *     frame processing is on the stack (in_feed).
  *  5. Locks of a conn are released as soon as it starts closing.
+ *  6. Its pins are dropped then, and again when it is freed: a request
+ *     still in flight may pin after the first drop.
  */
 #include <assert.h>
 #include <errno.h>
@@ -75,6 +77,10 @@ static void conn_maybe_free(struct conn *c)
 
     if (!c->handle_closed || c->nreqs || c->nwrites || c->in_feed)
         return; /* invariant 4 */
+    /* An OPEN or CREATE_OPEN that was on the store when the connection
+     * began closing pinned its object after begin_close() dropped the
+     * pins: drop those too, or they and their objects leak (invariant 6). */
+    pins_drop_all(srv, &c->pins);
     list_del(&c->link);
     srv->nconns--;
     free(c->buf);
