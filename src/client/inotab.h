@@ -37,6 +37,10 @@ struct inotab_kstamp {
     struct proto_time mtime;
     struct proto_time ctime;
     bool valid;                     /* false: nothing known, or invalidated */
+    uint64_t inval_seq;             /* the last kernel invalidation queued
+                                       for it (fuse/notify.c); until that
+                                       one is applied, what the kernel holds
+                                       is not what it was last told */
 };
 
 /* What the kernel's cached listing of a directory rests on (fuse/ops.c

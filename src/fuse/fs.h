@@ -79,6 +79,11 @@ void fs_on_inval(const struct inval_event *ev, void *arg);
 /* Drop the kernel's cached pages and attributes of ino, soon (from the
  * notifier thread: safe while a request on it is in flight). */
 void fs_inval_inode(struct rfs_fs *fs, fuse_ino_t ino);
+/* An invalidation of ent is queued and not applied yet (notify.c
+ * invariant 4): what the kernel holds of it may be older than kstamp. */
+bool fs_inval_pending(struct rfs_fs *fs, const struct inotab_ent *ent);
+/* kstamp.inval_seq of an inode one of whose invalidations was lost. */
+#define INVAL_DROPPED UINT64_MAX
 /* volume_opts.on_links_changed: INVAL events may have been missed, so no
  * cached directory listing is vouched for any more (arg: the fs). */
 void fs_on_links_changed(void *arg);

@@ -30,6 +30,14 @@
  *     (it is closed by the unmount that follows).
  *  3. An invalidation that cannot be queued bumps fs->list_epoch: no cached
  *     listing is kept past the next opendir once one may have been lost.
+ *  4. Invalidations are numbered in queue order; an inode's
+ *     kstamp.inval_seq is the number of the last one queued for it
+ *     (INVAL_DROPPED when one was lost), and fs_inval_pending() is true
+ *     until the thread has applied it.  While it is pending, the kernel may
+ *     hold attributes and pages older than the last reply the loop sent:
+ *     that reply may have been dropped by the kernel as older than a
+ *     concurrent one, or may have kept pages whose mtime did not change.
+ *     So an open then never keeps the page cache (ops.c invariant 5).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -41,6 +49,15 @@
 
 #define NOTIFY_QUEUE_MAX (1u << 20) /* beyond: drop, and say so */
 #define NOTIFY_STOP_WAIT_S 2
+#define NOTIFY_DELAY_MAX_MS 60000u  /* RFS_TEST_NOTIFY_DELAY_MS's ceiling */
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 enum nkind {
     N_INODE,      /* attributes and pages */
@@ -51,6 +68,8 @@ enum nkind {
 struct nitem {
     struct nitem *next;
     enum nkind kind;
+    uint64_t seq;    /* invariant 4 */
+    uint64_t due_ms; /* apply no earlier (RFS_TEST_NOTIFY_DELAY_MS) */
     uint64_t ino;    /* N_ENTRY: the parent */
     size_t namelen;
     char name[];     /* N_ENTRY only, NUL-terminated */
@@ -63,10 +82,34 @@ struct notifier {
     pthread_cond_t cv;
     struct nitem *head, *tail;  /* owned; under mu */
     size_t len;                 /* under mu */
+    uint64_t queued;            /* under mu: the last seq given out */
+    uint64_t applied;           /* under mu: the last seq applied */
+    uint64_t delay_ms;          /* tests only: how long each item waits */
     bool stop;                  /* under mu */
     bool done;                  /* under mu: the thread has left */
     unsigned long dropped;      /* under mu */
 };
+
+/* Wait on n->cv until due_ms or stop (mu held).  Tests slow the thread
+ * down this way to open the window invariant 4 closes. */
+static void wait_due(struct notifier *n, uint64_t due_ms)
+{
+    while (!n->stop) {
+        uint64_t now = mono_ms();
+        struct timespec until;
+
+        if (now >= due_ms)
+            return;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += (time_t)((due_ms - now) / 1000u);
+        until.tv_nsec += (long)((due_ms - now) % 1000u) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&n->cv, &n->mu, &until);
+    }
+}
 
 static void *notifier_main(void *arg)
 {
@@ -79,6 +122,8 @@ static void *notifier_main(void *arg)
 
         while (!n->head && !n->stop)
             pthread_cond_wait(&n->cv, &n->mu);
+        if (n->head && n->delay_ms)
+            wait_due(n, n->head->due_ms);
         if (n->stop)
             break;
         it = n->head;
@@ -97,8 +142,9 @@ static void *notifier_main(void *arg)
         if (rc < 0 && rc != -ENOENT)
             log_debug("invalidate ino %llu: %s",
                       (unsigned long long)it->ino, strerror(-rc));
-        free(it);
         pthread_mutex_lock(&n->mu);
+        n->applied = it->seq;
+        free(it);
     }
     n->done = true;
     pthread_cond_broadcast(&n->cv);
@@ -106,11 +152,12 @@ static void *notifier_main(void *arg)
     return NULL;
 }
 
-/* Queue one invalidation.  0, or -ENOBUFS when it was dropped (queue
- * full, no memory, stopping). */
-static int notifier_push(struct notifier *n, enum nkind kind, uint64_t ino,
-                         const char *name)
+/* Queue one invalidation.  Its number (invariant 4), or INVAL_DROPPED
+ * when it was dropped (queue full, no memory, stopping). */
+static uint64_t notifier_push(struct notifier *n, enum nkind kind,
+                              uint64_t ino, const char *name)
 {
+    uint64_t seq;
     size_t len = name ? strlen(name) : 0;
     struct nitem *it = malloc(sizeof(*it) + len + 1);
 
@@ -123,10 +170,12 @@ static int notifier_push(struct notifier *n, enum nkind kind, uint64_t ino,
                      "stay stale until their timeout");
         pthread_mutex_unlock(&n->mu);
         free(it);
-        return -ENOBUFS;
+        return INVAL_DROPPED;
     }
     it->next = NULL;
     it->kind = kind;
+    it->seq = seq = ++n->queued;
+    it->due_ms = n->delay_ms ? mono_ms() + n->delay_ms : 0;
     it->ino = ino;
     it->namelen = len;
     memcpy(it->name, name ? name : "", len + 1);
@@ -138,7 +187,7 @@ static int notifier_push(struct notifier *n, enum nkind kind, uint64_t ino,
     n->len++;
     pthread_cond_signal(&n->cv);
     pthread_mutex_unlock(&n->mu);
-    return 0;
+    return seq;
 }
 
 int notifier_start(struct rfs_fs *fs)
@@ -149,6 +198,13 @@ int notifier_start(struct rfs_fs *fs)
     if (!n)
         return -ENOMEM;
     n->se = fs->se;
+    if (getenv("RFS_TEST_NOTIFY_DELAY_MS")) {
+        n->delay_ms = strtoull(getenv("RFS_TEST_NOTIFY_DELAY_MS"), NULL, 10);
+        if (n->delay_ms > NOTIFY_DELAY_MAX_MS)
+            n->delay_ms = NOTIFY_DELAY_MAX_MS;
+        log_warn("kernel invalidations delayed by %llu ms (a test setting)",
+                 (unsigned long long)n->delay_ms);
+    }
     pthread_mutex_init(&n->mu, NULL);
     pthread_cond_init(&n->cv, NULL);
     rc = pthread_create(&n->thread, NULL, notifier_main, n);
@@ -201,12 +257,40 @@ void notifier_stop(struct rfs_fs *fs)
     free(n);
 }
 
-/* Queue an invalidation for the loop thread's callers (invariant 3). */
-static void push(struct rfs_fs *fs, enum nkind kind, uint64_t ino,
-                 const char *name)
+/* Queue an invalidation for the loop thread's callers (invariant 3); its
+ * number, for the inode's kstamp.inval_seq (invariant 4). */
+static uint64_t push(struct rfs_fs *fs, enum nkind kind, uint64_t ino,
+                     const char *name)
 {
-    if (notifier_push(fs->notifier, kind, ino, name) < 0)
+    uint64_t seq = notifier_push(fs->notifier, kind, ino, name);
+
+    if (seq == INVAL_DROPPED)
         fs->list_epoch++;
+    return seq;
+}
+
+/* Queue an invalidation of ent's attributes (and pages, when `pages`):
+ * what the kernel holds of it is in doubt until it is applied. */
+static void push_inode(struct rfs_fs *fs, struct inotab_ent *ent, bool pages)
+{
+    ent->kstamp.valid = false;
+    ent->kstamp.inval_seq = push(fs, pages ? N_INODE : N_INODE_ATTR,
+                                 ent->ino, NULL);
+}
+
+bool fs_inval_pending(struct rfs_fs *fs, const struct inotab_ent *ent)
+{
+    struct notifier *n = fs->notifier;
+    bool pending;
+
+    if (!n || ent->kstamp.inval_seq == 0)
+        return false;
+    if (ent->kstamp.inval_seq == INVAL_DROPPED)
+        return true;
+    pthread_mutex_lock(&n->mu);
+    pending = n->applied < ent->kstamp.inval_seq;
+    pthread_mutex_unlock(&n->mu);
+    return pending;
 }
 
 void fs_on_inval(const struct inval_event *ev, void *arg)
@@ -222,19 +306,15 @@ void fs_on_inval(const struct inval_event *ev, void *arg)
      * from there (ops.c invariant 6). */
     if (ent && (ev->what & INVAL_MARKERS))
         fs_listing_unvouch(ent);
-    if (ent && (ev->what & (INVAL_ATTR | INVAL_DATA))) {
-        ent->kstamp.valid = false;
-        push(fs, (ev->what & INVAL_DATA) ? N_INODE : N_INODE_ATTR, ent->ino,
-             NULL);
-    }
+    if (ent && (ev->what & (INVAL_ATTR | INVAL_DATA)))
+        push_inode(fs, ent, ev->what & INVAL_DATA);
     if ((ev->what & INVAL_ENTRY) && ev->name[0]) {
         ent = inotab_by_id(&fs->inodes, &ev->parent);
         if (ent) {
             /* The directory's times, link count and cached listing
              * changed too. */
-            ent->kstamp.valid = false;
             fs_listing_unvouch(ent);
-            push(fs, N_INODE, ent->ino, NULL);
+            push_inode(fs, ent, true);
             push(fs, N_ENTRY, ent->ino, ev->name);
         }
     }
@@ -244,10 +324,14 @@ void fs_inval_inode(struct rfs_fs *fs, fuse_ino_t ino)
 {
     struct inotab_ent *ent = inotab_by_ino(&fs->inodes, ino);
 
-    if (ent)
+    if (fs->notifier && !fs->stopping) {
+        if (ent)
+            push_inode(fs, ent, true);
+        else
+            push(fs, N_INODE, ino, NULL);
+    } else if (ent) {
         ent->kstamp.valid = false;
-    if (fs->notifier && !fs->stopping)
-        push(fs, N_INODE, ino, NULL);
+    }
 }
 
 void fs_on_links_changed(void *arg)

@@ -33,7 +33,9 @@
  *     rename_atomic.sh).
  *  5. An open keeps the kernel's cached pages (keep_cache) only when the
  *     size and times a good brick gives now equal those the kernel was
- *     last told (inotab kstamp); otherwise the pages are dropped and the
+ *     last told (inotab kstamp) and no invalidation of the inode waits in
+ *     notify.c's queue (its invariant 4: until then the kernel may hold
+ *     less than it was told); otherwise the pages are dropped and the
  *     attributes invalidated before open() returns, so a read after
  *     open() never returns bytes older than the last close() anywhere.
  *     Invalidating attributes alone takes no kernel lock the loop could be
@@ -533,13 +535,17 @@ static void open_cb(int status, struct vfile *f, const struct proto_attr *a,
     /* Close-to-open coherence (invariant 5): the kernel's pages and size
      * are kept only when they belong to the version the brick has now. */
     ent = inotab_by_id(&fs->inodes, volume_inode_id(volume_file_inode(f)));
-    if (ent && kstamp_same(ent, a)) {
+    if (ent && kstamp_same(ent, a) && !fs_inval_pending(fs, ent)) {
         fi.keep_cache = 1;
     } else {
         fi.keep_cache = 0;
         if (ent) {
             ent->kstamp.valid = false;
             fuse_lowlevel_notify_inval_inode(fs->se, ent->ino, -1, 0);
+            /* A lost invalidation is made good by this one and by the
+             * pages dropped at open. */
+            if (ent->kstamp.inval_seq == INVAL_DROPPED)
+                ent->kstamp.inval_seq = 0;
         }
     }
     if (fuse_reply_open(req, &fi) != 0)

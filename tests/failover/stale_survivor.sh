@@ -10,7 +10,8 @@
 # used to leave, in about half the runs, one brick with a name or a tail of
 # bytes the others lack (docs/heal.md, known gaps).  Since bugs 20 and 21
 # it passed 11 runs of 12 with the check on (the twelfth: a stale read,
-# docs/reliability.md "Still open"); it goes on when more runs say so.
+# docs/reliability.md, "One stale read, and bug 23"); it goes on when
+# more runs say so.
 # tests/failover/known_bugs/stale_survivor_replicas.sh runs it with the
 # check on.
 source "$(dirname "$0")/lib.sh"
