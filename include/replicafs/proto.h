@@ -46,7 +46,7 @@
 
 #define PROTO_MAGIC 0x31534652u /* "RFS1" as little-endian bytes */
 #define PROTO_VERSION_MIN 1
-#define PROTO_VERSION_MAX 1
+#define PROTO_VERSION_MAX 2 /* 2: OPENX */
 #define PROTO_HDR_SIZE 16
 #define PROTO_MAX_IO (1u << 20)         /* largest read or write payload */
 #define PROTO_MAX_FRAME (PROTO_MAX_IO + 65536u)
@@ -99,6 +99,7 @@ enum proto_op {
     OP_RELEASE = 26,
     OP_READDIR = 27,
     OP_STATFS = 28,
+    OP_OPENX = 29, /* version 2: OPEN and the markers in one round trip */
     /* replication */
     OP_INODELK = 40,
     OP_ENTRYLK = 41,
@@ -309,9 +310,16 @@ struct readlink_rep {
     char target[PROTO_PATH_MAX];
 };
 
-struct open_req {
+struct open_req { /* OPEN and OPENX */
     struct rfs_id id;
     uint32_t flags; /* O_ACCMODE bits only; the brick opens lazily */
+};
+struct openx_rep { /* OPEN's reply and an all-zero XATTROP's, together */
+    struct proto_attr attr;
+    int64_t dirty;
+    uint32_t npending;
+    int64_t pending[PROTO_MAX_BRICKS];
+    uint64_t suspect;
 };
 
 struct read_req {

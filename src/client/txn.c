@@ -1122,17 +1122,28 @@ void vfile_free(struct vfile *f)
 
 static void release_flushed_cb(int status, void *arg);
 
-static void open_reply_cb(struct fan *fan, unsigned slot, int status,
-                          const void *rep)
+/* One brick's answer to OPEN or OPENX: attr is its attributes. */
+static void open_took(struct op_open *op, unsigned b, int status,
+                      const struct proto_attr *attr)
 {
-    struct op_open *op = fan->owner;
-    unsigned b = fan->slot[slot].brick;
-
     op->st[b] = status;
     if (status < 0)
         return;
     op->f->opened |= BMASK(b);
-    op->attrs[b] = ((const struct attr_rep *)rep)->attr;
+    op->attrs[b] = *attr;
+}
+
+static void open_reply_cb(struct fan *fan, unsigned slot, int status,
+                          const void *rep)
+{
+    open_took(fan->owner, fan->slot[slot].brick, status,
+              status < 0 ? NULL : &((const struct attr_rep *)rep)->attr);
+}
+
+static void openx_hook(void *arg, unsigned b, int status,
+                       const struct openx_rep *rep)
+{
+    open_took(arg, b, status, status < 0 ? NULL : &rep->attr);
 }
 
 /*
@@ -1199,7 +1210,9 @@ static void open_markers_cb(struct mkwait *w, int status)
  * afresh (one round trip for both).  Fresh because another client may have
  * blamed a brick a moment ago, and its invalidation may still be on the
  * way: what open() returns, and the reads after it, must come from a good
- * copy (docs/reliability.md, rule 3).
+ * copy (docs/reliability.md, rule 3).  When every up brick speaks protocol
+ * 2, one OPENX per brick does both (half the messages); the fetch it
+ * carries is the vinode's markers fetch, which others may wait on too.
  */
 int volume_open(struct volume *v, struct vinode *vi, uint32_t flags,
                 vol_open_cb cb, void *arg)
@@ -1225,12 +1238,18 @@ int volume_open(struct volume *v, struct vinode *vi, uint32_t flags,
     for (unsigned b = 0; b < MAXB; b++)
         op->st[b] = -ENOTCONN;
     op->steps = 2;
+    op->w.fn = open_markers_cb;
     /* Without a quorum nobody can change the markers, and what was
      * learnt while there was one is worth more than a lone brick's word
      * (volume.c invariant 5). */
-    if (bmask_count(v->up) >= v->quorum)
+    if (bmask_count(v->up) >= v->quorum) {
         vol_markers_forget(vi);
-    op->w.fn = open_markers_cb;
+        if (!vi->mk && vol_up_speak(v, 2)) {
+            op->steps = 1;
+            vol_markers_fetch_openx(vi, &op->w, &op->req, openx_hook, op);
+            return 0;
+        }
+    }
     vol_markers_ensure(vi, &op->w);
     fan_begin(&op->fan, v, open_reply_cb, open_done_cb, op);
     for (unsigned b = 0; b < v->n; b++)

@@ -460,6 +460,9 @@ struct mkfetch {
     bmask_t suspect;       /* says it may have missed changes */
     int err;               /* some other error, for the status */
     struct xattrop_req req;
+    const struct open_req *oreq; /* OPENX carries it: vol_markers_fetch_openx */
+    vol_mk_hook hook;
+    void *hook_arg;
     struct fan fan;
 };
 
@@ -475,7 +478,20 @@ static void mk_reply_cb(struct fan *f, unsigned slot, int status,
     struct mkfetch *mk = f->owner;
     unsigned b = f->slot[slot].brick;
     const struct xattrop_rep *xr = rep;
+    struct xattrop_rep conv;
 
+    if (mk->hook) {
+        const struct openx_rep *o = rep;
+
+        mk->hook(mk->hook_arg, b, status, o);
+        if (status == 0) {
+            conv.dirty = o->dirty;
+            conv.npending = o->npending;
+            memcpy(conv.pending, o->pending, sizeof(conv.pending));
+            conv.suspect = o->suspect;
+            xr = &conv;
+        }
+    }
     if (status == 0) {
         mk->have |= BMASK(b);
         if (xr->suspect)
@@ -570,8 +586,10 @@ void vol_markers_forget(struct vinode *vi)
         vi->mk_redo = true;
 }
 
-/* Fetch the markers for the waiters on vi->mk_waiters (none in flight). */
-static void mk_start(struct vinode *vi)
+/* Fetch the markers for the waiters on vi->mk_waiters (none in flight),
+ * with a zero XATTROP or, when oreq is set, OPENX. */
+static void mk_start_by(struct vinode *vi, const struct open_req *oreq,
+                        vol_mk_hook hook, void *hook_arg)
 {
     struct volume *v = vi->v;
     struct mkfetch *mk = calloc(1, sizeof(*mk));
@@ -595,11 +613,41 @@ static void mk_start(struct vinode *vi)
     vi->mk = mk;
     vi->mk_redo = false;
     vi->blamed_new = 0;
+    mk->oreq = oreq;
+    mk->hook = hook;
+    mk->hook_arg = hook_arg;
     fan_begin(&mk->fan, v, mk_reply_cb, mk_done_cb, mk);
     for (unsigned b = 0; b < v->n; b++)
-        if (v->up & BMASK(b))
-            fan_call(&mk->fan, b, b, OP_XATTROP, &mk->req);
+        if (v->up & BMASK(b)) {
+            if (oreq)
+                fan_call(&mk->fan, b, b, OP_OPENX, oreq);
+            else
+                fan_call(&mk->fan, b, b, OP_XATTROP, &mk->req);
+        }
     fan_end(&mk->fan);
+}
+
+static void mk_start(struct vinode *vi)
+{
+    mk_start_by(vi, NULL, NULL, NULL);
+}
+
+void vol_markers_fetch_openx(struct vinode *vi, struct mkwait *w,
+                             const struct open_req *req, vol_mk_hook hook,
+                             void *arg)
+{
+    assert(!vi->mk);
+    vlist_init(&w->link);
+    vlist_add_tail(&vi->mk_waiters, &w->link);
+    mk_start_by(vi, req, hook, arg);
+}
+
+bool vol_up_speak(const struct volume *v, uint32_t ver)
+{
+    for (unsigned b = 0; b < v->n; b++)
+        if ((v->up & BMASK(b)) && brick_conn_version(v->bc[b]) < ver)
+            return false;
+    return true;
 }
 
 void vol_markers_ensure(struct vinode *vi, struct mkwait *w)

@@ -238,6 +238,20 @@ int vol_pick_read_brick(struct vinode *vi, bmask_t tried, int *why);
  * them, or the caller needs them fresh): the next vol_markers_ensure()
  * fetches them again, after any fetch already on the way. */
 void vol_markers_forget(struct vinode *vi);
+/*
+ * Fetch vi's markers now, with `op` (OPENX) and its request `req` instead of
+ * a zero XATTROP; hook sees each brick's reply (status, the openx_rep)
+ * before the markers are taken from it.  Only when no fetch is on the way
+ * (vi->mk == NULL); w waits as with vol_markers_ensure().  req and arg
+ * must live until w->fn runs.
+ */
+typedef void (*vol_mk_hook)(void *arg, unsigned brick, int status,
+                            const struct openx_rep *rep);
+void vol_markers_fetch_openx(struct vinode *vi, struct mkwait *w,
+                             const struct open_req *req, vol_mk_hook hook,
+                             void *arg);
+/* Does every up brick speak protocol version `ver` or later? */
+bool vol_up_speak(const struct volume *v, uint32_t ver);
 /* The vinode of id if one exists (no reference taken), else NULL. */
 struct vinode *vol_inode_find(struct volume *v, const struct rfs_id *id);
 

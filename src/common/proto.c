@@ -237,6 +237,12 @@ static const struct field open_req_f[] = {
     ID(open_req, id),
     U32M(open_req, flags, O_ACCMODE),
 };
+static const struct field openx_rep_f[] = {
+    ATTR(openx_rep, attr),
+    I64(openx_rep, dirty),
+    I64ARR(openx_rep, npending, pending),
+    U64(openx_rep, suspect),
+};
 static const struct field read_req_f[] = {
     ID(read_req, id),
     U64(read_req, offset),
@@ -353,6 +359,7 @@ static const struct msg_desc rename_req_d = MSG(rename_req, NULL);
 static const struct msg_desc readlink_req_d = MSG(readlink_req, NULL);
 static const struct msg_desc readlink_rep_d = MSG(readlink_rep, NULL);
 static const struct msg_desc open_req_d = MSG(open_req, NULL);
+static const struct msg_desc openx_rep_d = MSG(openx_rep, NULL);
 static const struct msg_desc read_req_d = MSG(read_req, NULL);
 static const struct msg_desc read_rep_d = MSG(read_rep, NULL);
 static const struct msg_desc write_req_d = MSG(write_req, NULL);
@@ -401,6 +408,7 @@ static const struct msg_desc *const msgs[OP__MAX][3] = {
     [OP_RELEASE] = REQ_REP(&release_req_d, &empty_d),
     [OP_READDIR] = REQ_REP(&readdir_req_d, &readdir_rep_d),
     [OP_STATFS] = REQ_REP(&statfs_req_d, &statfs_rep_d),
+    [OP_OPENX] = REQ_REP(&open_req_d, &openx_rep_d),
     [OP_INODELK] = REQ_REP(&inodelk_req_d, &empty_d),
     [OP_ENTRYLK] = REQ_REP(&entrylk_req_d, &empty_d),
     [OP_XATTROP] = REQ_REP(&xattrop_req_d, &xattrop_rep_d),
@@ -421,6 +429,7 @@ static const char *const op_names[OP__MAX] = {
     [OP_READ] = "READ",         [OP_WRITE] = "WRITE",
     [OP_FSYNC] = "FSYNC",       [OP_RELEASE] = "RELEASE",
     [OP_READDIR] = "READDIR",   [OP_STATFS] = "STATFS",
+    [OP_OPENX] = "OPENX",
     [OP_INODELK] = "INODELK",   [OP_ENTRYLK] = "ENTRYLK",
     [OP_XATTROP] = "XATTROP",   [OP_HEAL_LIST] = "HEAL_LIST",
     [OP_CHECKSUM] = "CHECKSUM", [OP_INVAL] = "INVAL",

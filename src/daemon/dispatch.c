@@ -18,7 +18,7 @@ static const op_handler handlers[OP__MAX] = {
     [OP_MKNOD] = op_mknod,       [OP_SYMLINK] = op_symlink,
     [OP_LINK] = op_link,         [OP_UNLINK] = op_unlink,
     [OP_RMDIR] = op_rmdir,       [OP_RENAME] = op_rename,
-    [OP_READLINK] = op_readlink, [OP_OPEN] = op_open,
+    [OP_READLINK] = op_readlink, [OP_OPEN] = op_open, [OP_OPENX] = op_openx,
     [OP_READ] = op_read,         [OP_WRITE] = op_write,
     [OP_FSYNC] = op_fsync,       [OP_RELEASE] = op_release,
     [OP_READDIR] = op_readdir,   [OP_STATFS] = op_statfs,

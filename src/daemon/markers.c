@@ -50,6 +50,8 @@
 
 struct xop {
     struct get1 g;
+    const struct xattrop_req *m; /* the XATTROP, or zero_req (markers_read) */
+    struct markers_read *mr;     /* markers_read: its caller, who replies */
     struct lk_req lk;            /* XO_LOCK: the request while it waits */
     struct list link;            /* on o->xops */
     struct store_op sop;
@@ -63,6 +65,9 @@ struct xop {
     uint8_t dbuf[8];
     uint8_t pbuf[PROTO_MAX_BRICKS * 8];
 };
+
+/* What markers_read() asks for: all-zero deltas, no lock (invariant 3). */
+static const struct xattrop_req zero_req;
 
 static void put_i64(uint8_t *p, int64_t v)
 {
@@ -142,10 +147,8 @@ static const char *lk_name(const struct xattrop_req *m)
 
 /* Invariant 6: release the lock the op was asked to release, or took and
  * failed under. */
-static void lk_settle(struct req *r, int rc)
+static void lk_settle(struct req *r, const struct xattrop_req *m, int rc)
 {
-    const struct xattrop_req *m = REQ_MSG(r, xattrop_req);
-
     if ((m->lk & XO_UNLOCK) || ((m->lk & XO_LOCK) && rc < 0))
         (void)lockmgr_unlock(&r->srv->locks, r->c, m->lk_owner, lk_dom(m),
                              &m->id, lk_name(m));
@@ -155,7 +158,7 @@ static void xop_finish(struct xop *x, int rc)
 {
     struct server *srv = x->r->srv;
     struct obj *o = x->o;
-    const struct xattrop_req *m = REQ_MSG(x->r, xattrop_req);
+    const struct xattrop_req *m = x->m;
     struct xattrop_rep rep = {.dirty = x->dirty, .npending = x->npend};
     struct list *next;
 
@@ -170,8 +173,12 @@ static void xop_finish(struct xop *x, int rc)
          * sent to a brick now blamed would return old bytes. */
         server_inval(srv, x->r->c, &o->id, INVAL_MARKERS, NULL, NULL);
     rep.suspect = srv->suspect.gen;
-    lk_settle(x->r, rc);
-    req_reply(x->r, rc, &rep);
+    if (x->mr) {
+        x->mr->cb(x->mr, rc, &rep);
+    } else {
+        lk_settle(x->r, m, rc);
+        req_reply(x->r, rc, &rep);
+    }
     list_del(&x->link);
     free(x);
     next = list_first(&o->xops);
@@ -206,7 +213,7 @@ static void xop_write_pending(struct xop *x)
 
     for (uint32_t i = 0; i < x->npend; i++)
         put_i64(x->pbuf + 8 * i, x->pend[i]);
-    if (x->npend == 0 || !xattrop_pending_delta(REQ_MSG(x->r, xattrop_req))) {
+    if (x->npend == 0 || !xattrop_pending_delta(x->m)) {
         /* invariant 5 */
         xop_written_cb(&x->sop, 0);
         return;
@@ -279,7 +286,7 @@ static bool xop_add(struct xop *x, const struct xattrop_req *m, bool *changed)
 
 static void xop_compute(struct xop *x)
 {
-    const struct xattrop_req *m = REQ_MSG(x->r, xattrop_req);
+    const struct xattrop_req *m = x->m;
     bool changed;
 
     x->was_marked = marked(x);
@@ -376,22 +383,48 @@ static void xop_run(struct xop *x)
                     XATTR_DIRTY, x->dbuf, 8);
 }
 
-static void xop_obj_cb(struct get1 *g, struct obj *o)
+/* Queue x on its object (a reference x now owns); run it if first. */
+static void xop_queue(struct xop *x, struct obj *o)
 {
-    struct xop *x = container_of(g, struct xop, g);
-    bool idle;
+    bool idle = list_empty(&o->xops);
 
-    if (!o) {
-        /* get1 replies with the error after this: release first. */
-        lk_settle(x->r, -ENOENT);
-        free(x);
-        return;
-    }
     x->o = o;
-    idle = list_empty(&o->xops);
     list_add_tail(&o->xops, &x->link);
     if (idle)
         xop_run(x);
+}
+
+static void xop_obj_cb(struct get1 *g, struct obj *o)
+{
+    struct xop *x = container_of(g, struct xop, g);
+
+    if (!o) {
+        /* get1 replies with the error after this: release first. */
+        lk_settle(x->r, x->m, -ENOENT);
+        free(x);
+        return;
+    }
+    xop_queue(x, o);
+}
+
+void markers_read(struct req *r, struct obj *o, struct markers_read *mr,
+                  markers_read_cb cb)
+{
+    struct xop *x = calloc(1, sizeof(*x));
+
+    if (!x) {
+        struct xattrop_rep none = {0};
+
+        cb(mr, -ENOMEM, &none);
+        return;
+    }
+    mr->cb = cb;
+    x->r = r;
+    x->m = &zero_req;
+    x->mr = mr;
+    list_init(&x->link);
+    ids_ref(o);
+    xop_queue(x, o);
 }
 
 static void xop_locked_cb(struct lk_req *lk, int status)
@@ -423,11 +456,12 @@ void op_xattrop(struct req *r)
     x = calloc(1, sizeof(*x));
     if (!x) {
         if (m->lk & XO_UNLOCK)
-            lk_settle(r, -ENOMEM);
+            lk_settle(r, m, -ENOMEM);
         req_reply(r, -ENOMEM, NULL);
         return;
     }
     x->r = r;
+    x->m = m;
     list_init(&x->link);
     if (m->lk & XO_LOCK) {
         rc = ops_lock_take(r, &x->lk, lk_dom(m), &m->id, lk_name(m),

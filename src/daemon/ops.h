@@ -22,6 +22,7 @@ void op_ping(struct req *r);
 void op_getattr(struct req *r);
 void op_setattr(struct req *r);
 void op_open(struct req *r);
+void op_openx(struct req *r);
 void op_readlink(struct req *r);
 void op_statfs(struct req *r);
 void op_release(struct req *r);
@@ -154,6 +155,21 @@ struct markers_birth { /* embedded in the caller's op */
 };
 void markers_birth(struct server *srv, struct markers_birth *b, int fd,
                    const struct rfs_id *id, markers_birth_cb cb);
+/*
+ * Read o's markers as an all-zero XATTROP would, in line with the
+ * xattrops queued on o (markers.c invariant 1), for OPENX.  cb runs
+ * exactly once (maybe before this returns), with rc 0 or -errno and the
+ * reply an XATTROP would have sent; r is the caller's request, still
+ * unanswered, and o stays referenced by the caller.
+ */
+struct markers_read;
+typedef void (*markers_read_cb)(struct markers_read *mr, int rc,
+                                const struct xattrop_rep *rep);
+struct markers_read { /* embedded in the caller's op */
+    markers_read_cb cb;
+};
+void markers_read(struct req *r, struct obj *o, struct markers_read *mr,
+                  markers_read_cb cb);
 /* Does this XATTROP change some pending counter (markers.c)? */
 bool xattrop_pending_delta(const struct xattrop_req *m);
 /* Is some MKDIR/CREATE/... of this brick making a name in dir right now

@@ -1,6 +1,6 @@
 /*
  * Attribute and lookup operations: PING, LOOKUP, GETATTR, SETATTR, OPEN,
- * READLINK, STATFS, RELEASE.
+ * OPENX, READLINK, STATFS, RELEASE.
  *
  * SETATTR, READLINK and STATFS run on the thread pool (io_uring has no
  * fchmod/fchown/ftruncate/utimensat/readlink/statfs); the others are
@@ -68,23 +68,31 @@ void op_getattr(struct req *r)
 
 /* ---- OPEN: the brick opens lazily; this checks existence and type ---- */
 
+/* Check o can be opened so, and pin a regular file for this connection:
+ * it stays usable by id after its last name goes, until RELEASE
+ * (pins.c).  0 or -errno. */
+static int open_pin(struct req *r, struct obj *o)
+{
+    uint32_t acc = REQ_MSG(r, open_req)->flags & O_ACCMODE;
+
+    if (o->type == S_IFDIR && acc != O_RDONLY)
+        return -EISDIR;
+    if (o->type == S_IFLNK)
+        return -ELOOP; /* clients resolve symlinks themselves */
+    if (o->type == S_IFREG && r->c)
+        return pins_add(r->srv, &r->c->pins, o);
+    return 0;
+}
+
 static void open_obj_cb(struct get1 *g, struct obj *o)
 {
     struct req *r = g->r;
-    uint32_t acc = REQ_MSG(r, open_req)->flags & O_ACCMODE;
-    int rc = 0;
+    int rc;
 
     free(g);
     if (!o)
         return;
-    if (o->type == S_IFDIR && acc != O_RDONLY)
-        rc = -EISDIR;
-    else if (o->type == S_IFLNK)
-        rc = -ELOOP; /* clients resolve symlinks themselves */
-    /* Pin a regular file for this connection: it stays usable by id after
-     * its last name goes, until RELEASE (pins.c). */
-    if (rc == 0 && o->type == S_IFREG && r->c)
-        rc = pins_add(r->srv, &r->c->pins, o);
+    rc = open_pin(r, o);
     if (rc < 0) {
         ids_put(&r->srv->ids, o);
         req_reply(r, rc, NULL);
@@ -102,6 +110,89 @@ void op_open(struct req *r)
         return;
     }
     get1_start(g, r, &REQ_MSG(r, open_req)->id, open_obj_cb);
+}
+
+/* ---- OPENX: OPEN, then the markers and the attributes, one reply ---- */
+
+struct op_openx {
+    struct get1 g;
+    struct markers_read mr;
+    struct store_op sop;
+    struct obj *o;               /* referenced */
+    bool pinned;                 /* a failure after the pin undoes it */
+    struct statx stx;
+    struct openx_rep rep;
+};
+
+static void openx_finish(struct op_openx *op, int rc)
+{
+    struct req *r = op->g.r;
+    struct server *srv = r->srv;
+
+    if (rc < 0 && op->pinned)
+        (void)pins_drop(srv, &r->c->pins, &op->o->id);
+    req_reply(r, rc, &op->rep);
+    ids_put(&srv->ids, op->o);
+    free(op);
+}
+
+static void openx_stat_cb(struct store_op *sop, int res)
+{
+    struct op_openx *op = container_of(sop, struct op_openx, sop);
+
+    if (res == 0)
+        attr_from_statx(&op->rep.attr, &op->o->id, &op->stx);
+    openx_finish(op, res);
+}
+
+static void openx_markers_cb(struct markers_read *mr, int rc,
+                             const struct xattrop_rep *mk)
+{
+    struct op_openx *op = container_of(mr, struct op_openx, mr);
+
+    if (rc < 0) {
+        openx_finish(op, rc);
+        return;
+    }
+    op->rep.dirty = mk->dirty;
+    op->rep.npending = mk->npending;
+    memcpy(op->rep.pending, mk->pending, sizeof(op->rep.pending));
+    op->rep.suspect = mk->suspect;
+    /* The attributes after the markers: a change that the markers show
+     * done is in them too. */
+    store_statx(&op->g.r->srv->st, &op->sop, openx_stat_cb, op->o->fd, "",
+                AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, &op->stx);
+}
+
+static void openx_obj_cb(struct get1 *g, struct obj *o)
+{
+    struct op_openx *op = container_of(g, struct op_openx, g);
+    struct req *r = g->r;
+    int rc;
+
+    if (!o) {
+        free(op);
+        return;
+    }
+    op->o = o;
+    rc = open_pin(r, o);
+    if (rc < 0) {
+        openx_finish(op, rc);
+        return;
+    }
+    op->pinned = o->type == S_IFREG && r->c;
+    markers_read(r, o, &op->mr, openx_markers_cb);
+}
+
+void op_openx(struct req *r)
+{
+    struct op_openx *op = calloc(1, sizeof(*op));
+
+    if (!op) {
+        req_reply(r, -ENOMEM, NULL);
+        return;
+    }
+    get1_start(&op->g, r, &REQ_MSG(r, open_req)->id, openx_obj_cb);
 }
 
 /* ---- SETATTR (thread pool) ---- */

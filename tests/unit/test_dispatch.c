@@ -82,8 +82,8 @@ Test(dispatch, garbage_and_truncated_frames_return)
     }
 }
 
-/* A connection that closes while its OPEN or CREATE_OPEN is still on the
- * store: the pin the late reply adds must not outlive the connection
+/* A connection that closes while its OPEN, OPENX or CREATE_OPEN is still
+ * on the store: the pin the late reply adds must not outlive the connection
  * (the fuzzer found 6 pins leaked, with their objects; ASan's leak check
  * in the sanitizer suite is what fails here). */
 Test(dispatch, pins_of_a_closing_connection_are_dropped)
@@ -97,6 +97,7 @@ Test(dispatch, pins_of_a_closing_connection_are_dropped)
     strcpy(cr.name, "pinned-late");
     n += enc(buf + n, sizeof(buf) - n, OP_CREATE, &cr);
     n += enc(buf + n, sizeof(buf) - n, OP_OPEN, &op);
+    n += enc(buf + n, sizeof(buf) - n, OP_OPENX, &op); /* its markers too */
     /* A header whose length is too small: the connection closes at once,
      * before the store has answered either request. */
     memset(buf + n, 0, PROTO_HDR_SIZE);

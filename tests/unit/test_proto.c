@@ -77,6 +77,7 @@ static struct inodelk_req m_inodelk_req;
 static struct entrylk_req m_entrylk_req;
 static struct xattrop_req m_xattrop_req;
 static struct xattrop_rep m_xattrop_rep;
+static struct openx_rep m_openx_rep;
 static struct heal_list_req m_heal_list_req;
 static struct heal_list_rep m_heal_list_rep;
 static struct checksum_req m_checksum_req;
@@ -187,6 +188,8 @@ static struct sample samples[] = {
       TXT(readlink_rep, target, T_PATH)),
     S(OP_OPEN, PROTO_REQ, m_open_req, open_req, -1, 0, NOTXT),
     S(OP_OPEN, PROTO_REPLY, m_attr_rep, attr_rep, -1, 0, NOTXT),
+    S(OP_OPENX, PROTO_REQ, m_open_req, open_req, -1, 0, NOTXT),
+    S(OP_OPENX, PROTO_REPLY, m_openx_rep, openx_rep, -1, 0, NOTXT),
     S(OP_READ, PROTO_REQ, m_read_req, read_req, -1, 0, NOTXT),
     S(OP_READ, PROTO_REPLY, m_read_rep, read_rep,
       (long)offsetof(struct read_rep, data), 0, NOTXT),
@@ -360,6 +363,12 @@ static void fill_samples(void)
     for (int i = 0; i < PROTO_MAX_BRICKS; i++)
         m_xattrop_rep.pending[i] = (int64_t)nx();
     m_xattrop_rep.suspect = nx();
+    fill_attr(&m_openx_rep.attr);
+    m_openx_rep.dirty = (int64_t)nx();
+    m_openx_rep.npending = 3;
+    for (int i = 0; i < 3; i++)
+        m_openx_rep.pending[i] = (int64_t)nx();
+    m_openx_rep.suspect = nx();
     m_heal_list_req.cookie = nx();
     m_heal_list_req.max = PROTO_HEAL_LIST_MAX;
     m_heal_list_rep.next_cookie = nx();
@@ -493,13 +502,14 @@ Test(proto, samples_cover_every_message)
             cr_assert(covered, "op %u kind %u has no sample", op, k);
         }
     cr_assert_eq((size_t)found, NSAMPLES);
-    cr_assert_eq(NSAMPLES, 55); /* 27 ops x req+reply, plus INVAL */
+    cr_assert_eq(NSAMPLES, 57); /* 28 ops x req+reply, plus INVAL */
 }
 
 Test(proto, msg_size_mapping)
 {
     cr_assert_eq(proto_msg_size(OP_LOOKUP, PROTO_REPLY), sizeof(struct attr_rep));
     cr_assert_eq(proto_msg_size(OP_OPEN, PROTO_REPLY), sizeof(struct attr_rep));
+    cr_assert_eq(proto_msg_size(OP_OPENX, PROTO_REPLY), sizeof(struct openx_rep));
     cr_assert_eq(proto_msg_size(OP_CREATE, PROTO_REPLY),
                  sizeof(struct create_rep));
     cr_assert_eq(proto_msg_size(OP_RMDIR, PROTO_REQ), sizeof(struct unlink_req));
