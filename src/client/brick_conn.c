@@ -69,6 +69,14 @@
  *     silent brick takes the whole link down, every call gets -ENOTCONN and
  *     last_error is -ETIMEDOUT.  A call that waits long for its reply (a
  *     blocking lock) is fine as long as the brick answers pings.
+ *  9. Frames are not written one by one: call_send() queues a call on its
+ *     link and the flush handle (a uv_prepare, so before the loop next
+ *     waits for I/O) hands everything queued to one uv_write, a writev(2)
+ *     of many frames.  On loopback a write costs the writer the whole TCP
+ *     receive path and a wake-up of the brick, so frames sent in the same
+ *     iteration share them (docs/performance.md, finding 8).  A queued
+ *     call counts as writing (not freed, no reply due: tx_end is unset)
+ *     until its batch's write callback; a link that goes drops its queue.
  */
 #include "replicafs/client.h"
 
@@ -99,7 +107,17 @@ struct link {
     struct brick_conn *bc;   /* borrowed: bc waits for this link's close */
     struct frame_buf rx;     /* owned; freed in link_close_cb() */
     uint64_t tx_queued;      /* bytes ever handed to uv_write */
+    struct call *pend_head;  /* encoded, not yet handed to uv_write */
+    struct call **pend_tail; /* (invariant 9), linked by call->pnext */
+    unsigned npend;
     bool dead;               /* uv_close called: callbacks are ignored */
+};
+
+/* One uv_write of the frames queued in one loop iteration (invariant 9). */
+struct wbatch {
+    uv_write_t wr;
+    unsigned n;
+    struct call *calls[];
 };
 
 struct call {
@@ -112,8 +130,12 @@ struct call {
     struct link *link;       /* borrowed: the link written to */
     uint64_t tx_end;         /* link->tx_queued after this frame */
     bool outstanding;        /* in bc's table, callback not yet called */
-    bool writing;            /* uv_write callback not yet called */
-    uv_write_t wr;
+    bool writing;            /* queued or written, uv_write callback not
+                                yet called */
+    struct call *pnext;      /* link->pend_head list while queued */
+    const void *tail;        /* borrowed payload (invariant 5) */
+    uint32_t tail_len;
+    uint32_t enc_len;
     uint8_t enc[];           /* header and fields, without the tail */
 };
 
@@ -137,6 +159,7 @@ struct brick_conn {
     uv_timer_t ping_timer;            /* liveness, invariant 6 */
     uv_timer_t wait_timer;            /* brick_conn_wait_up() deadline */
     unsigned nhandles;                /* open handles; conn_free() at 0 */
+    uv_prepare_t flush;               /* writes the queued frames, inv. 9 */
 
     uint64_t next_reqid;
     struct call **buckets;            /* owned; nbuckets is a power of 2 */
@@ -327,23 +350,99 @@ static void fail_all(struct brick_conn *bc, int err)
 
 /* ---- sending ---- */
 
-static void call_write_cb(uv_write_t *wr, int status)
+static void batch_write_cb(uv_write_t *wr, int status)
 {
-    struct call *c = wr->data;
-    struct link *l = c->link;
+    struct wbatch *b = wr->data;
+    struct link *l = b->calls[0]->link;
 
-    /* c->writing stays set across link_down(), which may finish c. */
+    /* writing stays set across link_down(), which may finish the calls. */
     if (status < 0 && status != UV_ECANCELED && !l->dead)
         link_down(l->bc, status);
-    c->writing = false;
-    if (!c->outstanding)
-        free(c);
+    for (unsigned i = 0; i < b->n; i++) {
+        struct call *c = b->calls[i];
+
+        c->writing = false;
+        if (!c->outstanding)
+            free(c);
+    }
+    free(b);
+}
+
+/* Hand every frame queued on the link to one uv_write (invariant 9). */
+static void link_flush(struct link *l)
+{
+    struct wbatch *b;
+    uv_buf_t *bufs;
+    unsigned nb = 0, i = 0;
+    int rc;
+
+    if (!l->npend)
+        return;
+    b = malloc(sizeof(*b) + l->npend * sizeof(b->calls[0]) +
+               2 * l->npend * sizeof(*bufs));
+    if (!b) {
+        link_down(l->bc, -ENOMEM);
+        return;
+    }
+    bufs = (uv_buf_t *)(void *)&b->calls[l->npend];
+    for (struct call *c = l->pend_head; c; c = c->pnext) {
+        b->calls[i++] = c;
+        bufs[nb++] = uv_buf_init((char *)c->enc, c->enc_len);
+        if (c->tail_len)
+            bufs[nb++] = uv_buf_init((char *)(uintptr_t)c->tail, c->tail_len);
+        l->tx_queued += (uint64_t)c->enc_len + c->tail_len;
+        c->tx_end = l->tx_queued;
+    }
+    b->n = i;
+    b->wr.data = b;
+    /* Silence counts from when a brick could first have answered
+     * (invariant 6): for calls that were only queued, that is now. */
+    if (l->bc->ncalls == l->npend)
+        l->bc->busy_since_ms = uv_now(l->bc->loop);
+    l->pend_head = NULL;
+    l->pend_tail = &l->pend_head;
+    l->npend = 0;
+    rc = uv_write(&b->wr, (uv_stream_t *)&l->tcp, bufs, nb, batch_write_cb);
+    if (rc < 0) {
+        /* Not written: the calls are freed when link_down fails them. */
+        for (i = 0; i < b->n; i++)
+            b->calls[i]->writing = false;
+        free(b);
+        link_down(l->bc, rc);
+    }
+}
+
+static void flush_cb(uv_prepare_t *h)
+{
+    struct brick_conn *bc = h->data;
+
+    uv_prepare_stop(h);
+    if (bc->link && !bc->link->dead)
+        link_flush(bc->link);
+}
+
+/* Forget the frames not written yet: the link is going (invariant 9). */
+static void link_unqueue(struct link *l)
+{
+    struct call *c = l->pend_head;
+
+    l->pend_head = NULL;
+    l->pend_tail = &l->pend_head;
+    l->npend = 0;
+    while (c) {
+        struct call *next = c->pnext;
+
+        c->writing = false;
+        if (!c->outstanding)
+            free(c);
+        c = next;
+    }
 }
 
 /*
- * Encode and write one request on the current link and enter it in the
- * table.  Returns 0 (cb will be called once), -ENOMEM, -EINVAL (does not
- * encode) or -ENOTCONN (no link, or libuv refused the write).
+ * Encode one request, queue it on the current link for this iteration's
+ * write, and enter it in the table.  Returns 0 (cb will be called once),
+ * -ENOMEM, -EINVAL (does not encode) or -ENOTCONN (no link).
  */
 static int call_send(struct brick_conn *bc, uint16_t op, const void *req,
                      brick_reply_cb cb, void *arg)
@@ -352,7 +451,6 @@ static int call_send(struct brick_conn *bc, uint16_t op, const void *req,
     struct proto_hdr h = {.op = op, .kind = PROTO_REQ, .flags = 0};
     struct proto_bytes tail = {NULL, 0};
     struct link *l = bc->link;
-    uv_buf_t bufs[2];
     struct call *c;
     ssize_t n;
     int rc;
@@ -380,25 +478,22 @@ static int call_send(struct brick_conn *bc, uint16_t op, const void *req,
         goto out_free_heap;
     }
     memcpy(c->enc, enc, (size_t)n);
+    c->enc_len = (uint32_t)n;
     c->reqid = h.reqid;
     c->op = op;
     c->cb = cb;
     c->arg = arg;
     c->link = l;
-    c->wr.data = c;
-    bufs[0] = uv_buf_init((char *)c->enc, (unsigned)n);
     /* The payload goes out from the caller's memory (invariant 5). */
-    bufs[1] = uv_buf_init((char *)(uintptr_t)tail.data, tail.len);
-    rc = uv_write(&c->wr, (uv_stream_t *)&l->tcp, bufs, tail.len ? 2 : 1,
-                  call_write_cb);
-    if (rc < 0) {
-        free(c);
-        rc = -ENOTCONN;
-        goto out_free_heap;
-    }
+    c->tail = tail.data;
+    c->tail_len = tail.len;
+    c->tx_end = UINT64_MAX; /* not written yet: no reply can be due */
     c->writing = true;
-    l->tx_queued += (uint64_t)n + tail.len;
-    c->tx_end = l->tx_queued;
+    c->pnext = NULL;
+    *l->pend_tail = c;
+    l->pend_tail = &c->pnext;
+    if (l->npend++ == 0)
+        uv_prepare_start(&bc->flush, flush_cb);
     table_add(bc, c);
     rc = 0;
 out_free_heap:
@@ -562,6 +657,7 @@ static void link_drop(struct brick_conn *bc)
 
     bc->link = NULL;
     l->dead = true;
+    link_unqueue(l);
     uv_close((uv_handle_t *)&l->tcp, link_close_cb);
 }
 
@@ -655,6 +751,15 @@ static void ping_timer_cb(uv_timer_t *t)
                                                          : bc->busy_since_ms;
 
     assert(bc->state == BRICK_UP);
+    if (bc->link->npend) {
+        /* Timers run before this iteration's flush: what is queued has
+         * not been asked yet (invariant 9). */
+        link_flush(bc->link);
+        if (bc->state != BRICK_UP)
+            return;
+        quiet = bc->last_rx_ms > bc->busy_since_ms ? bc->last_rx_ms
+                                                   : bc->busy_since_ms;
+    }
     if (bc->ncalls > 0 && now - quiet >= bc->ping_timeout_ms) {
         if (!socket_has_bytes(bc->link)) {
             log_warn("brick %u: silent for %u ms, declaring it down",
@@ -825,6 +930,7 @@ static void connect_start(struct brick_conn *bc)
         goto err_retry;
     }
     frame_buf_init(&l->rx);
+    l->pend_tail = &l->pend_head;
     l->bc = bc;
     l->tcp.data = l;
     l->creq.data = l;
@@ -907,8 +1013,10 @@ int brick_conn_new(uv_loop_t *loop, const struct vol_config *vol,
     uv_timer_init(loop, &bc->conn_timer);
     uv_timer_init(loop, &bc->ping_timer);
     uv_timer_init(loop, &bc->wait_timer);
+    uv_prepare_init(loop, &bc->flush);
     bc->conn_timer.data = bc->ping_timer.data = bc->wait_timer.data = bc;
-    bc->nhandles = 3;
+    bc->flush.data = bc;
+    bc->nhandles = 4;
     *out = bc;
     return 0;
 }
@@ -932,6 +1040,7 @@ void brick_conn_close(struct brick_conn *bc, void (*done)(void *), void *arg)
     uv_close((uv_handle_t *)&bc->conn_timer, timer_close_cb);
     uv_close((uv_handle_t *)&bc->ping_timer, timer_close_cb);
     uv_close((uv_handle_t *)&bc->wait_timer, timer_close_cb);
+    uv_close((uv_handle_t *)&bc->flush, timer_close_cb);
     fail_all(bc, -ENOTCONN);
 }
 

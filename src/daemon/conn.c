@@ -31,6 +31,15 @@
  *  5. Locks of a conn are released as soon as it starts closing.
  *  6. Its pins are dropped then, and again when it is freed: a request
  *     still in flight may pin after the first drop.
+ *  7. Replies are not written one by one: conn_send() queues them on
+ *     outq and the server's flush handle (a uv_prepare: it runs before the
+ *     loop next waits for I/O) hands each conn's queue to one uv_write, a
+ *     writev(2) of many frames.  On loopback each write costs the whole
+ *     TCP receive path and a wake-up of the reader, so replies made in the
+ *     same iteration share them (docs/performance.md, finding 8).  Queued
+ *     replies count in nwrites and wq_bytes like written ones; a conn that
+ *     closes drops its queue, one that closes after a flush writes it
+ *     first.
  */
 #include <assert.h>
 #include <errno.h>
@@ -49,11 +58,21 @@
 #define HEAD_CAP_TAIL 256      /* encoded head of a reply sent with a tail */
 
 struct wreq {
-    uv_write_t w;
-    struct conn *c;
+    struct list link; /* on c->outq until written (invariant 7) */
     void *tail;       /* owned: freed when written */
+    const void *tail_data;
+    uint32_t tail_len;
+    uint32_t head_len;
     size_t bytes;
     uint8_t head[];
+};
+
+/* One uv_write of a conn's queued replies. */
+struct wbatch {
+    uv_write_t w;
+    struct conn *c;
+    unsigned n;
+    struct wreq *reqs[];
 };
 
 static void process_frames(struct conn *c);
@@ -96,12 +115,36 @@ static void close_cb(uv_handle_t *h)
     conn_maybe_free(c);
 }
 
+static void wreq_free(struct conn *c, struct wreq *wr)
+{
+    c->wq_bytes -= wr->bytes;
+    c->nwrites--;
+    free(wr->tail);
+    free(wr);
+}
+
+/* Replies not handed to uv_write yet go nowhere (invariant 7). */
+static void outq_drop(struct conn *c)
+{
+    while (!list_empty(&c->outq)) {
+        struct wreq *wr = container_of(list_first(&c->outq), struct wreq,
+                                       link);
+
+        list_del(&wr->link);
+        wreq_free(c, wr);
+    }
+    list_del(&c->flush_link);
+}
+
+static void outq_flush(struct conn *c);
+
 /* Leave READY/DRAINING: invariant 5. */
 static void begin_close(struct conn *c)
 {
     enum conn_state was = c->state;
 
     c->state = CONN_CLOSING;
+    outq_drop(c);
     if (c->reading && !c->fake)
         uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = false;
@@ -153,6 +196,11 @@ static void close_after_flush(struct conn *c, const char *why)
         return;
     log_info("conn %llu (%s): closing: %s", (unsigned long long)c->cid,
              c->peer, why);
+    if (!c->fake) {
+        outq_flush(c); /* handed to libuv: the shutdown waits for it */
+        if (c->state == CONN_CLOSING)
+            return; /* the write failed and closed it */
+    }
     begin_close(c);
     if (c->fake)
         return;
@@ -198,18 +246,67 @@ static void maybe_resume(struct conn *c)
 
 static void write_cb(uv_write_t *w, int status)
 {
-    struct wreq *wr = container_of(w, struct wreq, w);
-    struct conn *c = wr->c;
+    struct wbatch *b = container_of(w, struct wbatch, w);
+    struct conn *c = b->c;
 
-    c->wq_bytes -= wr->bytes;
-    c->nwrites--;
-    free(wr->tail);
-    free(wr);
+    for (unsigned i = 0; i < b->n; i++)
+        wreq_free(c, b->reqs[i]);
+    free(b);
     if (status < 0 && status != UV_ECANCELED)
         conn_close(c, uv_strerror(status));
     maybe_finish_drain(c);
     maybe_resume(c);
     conn_maybe_free(c);
+}
+
+/* Hand c's queued replies to one uv_write (invariant 7). */
+static void outq_flush(struct conn *c)
+{
+    struct wbatch *b;
+    struct list *pos, *tmp;
+    uv_buf_t *bufs;
+    unsigned n = 0, nb = 0;
+    int rc;
+
+    list_del(&c->flush_link);
+    list_for_each_safe(pos, tmp, &c->outq)
+        n++;
+    if (n == 0)
+        return;
+    b = malloc(sizeof(*b) + n * sizeof(b->reqs[0]) + 2 * n * sizeof(*bufs));
+    if (!b) {
+        conn_close(c, "no memory for a write");
+        return;
+    }
+    bufs = (uv_buf_t *)(void *)&b->reqs[n];
+    b->c = c;
+    b->n = 0;
+    list_for_each_safe(pos, tmp, &c->outq) {
+        struct wreq *wr = container_of(pos, struct wreq, link);
+
+        list_del(&wr->link);
+        b->reqs[b->n++] = wr;
+        bufs[nb++] = uv_buf_init((char *)wr->head, wr->head_len);
+        if (wr->tail_len)
+            bufs[nb++] = uv_buf_init((char *)(uintptr_t)wr->tail_data,
+                                     wr->tail_len);
+    }
+    rc = uv_write(&b->w, (uv_stream_t *)&c->tcp, bufs, nb, write_cb);
+    if (rc < 0) {
+        for (unsigned i = 0; i < b->n; i++)
+            wreq_free(c, b->reqs[i]);
+        free(b);
+        conn_close(c, uv_strerror(rc));
+    }
+}
+
+void conn_flush_all(uv_prepare_t *h)
+{
+    struct server *srv = h->data;
+
+    while (!list_empty(&srv->flushq))
+        outq_flush(container_of(list_first(&srv->flushq), struct conn,
+                                flush_link));
 }
 
 int conn_send(struct conn *c, struct proto_hdr *h, uint32_t status,
@@ -218,9 +315,7 @@ int conn_send(struct conn *c, struct proto_hdr *h, uint32_t status,
     size_t cap = tail_owned ? HEAD_CAP_TAIL : proto_encode_bound(h->op, h->kind);
     struct proto_bytes tail = {NULL, 0};
     struct wreq *wr;
-    uv_buf_t bufs[2];
     ssize_t n;
-    int rc;
 
     if (c->state == CONN_CLOSING || c->fake) {
         free(tail_owned); /* nobody to send to */
@@ -238,19 +333,14 @@ int conn_send(struct conn *c, struct proto_hdr *h, uint32_t status,
         free(wr);
         return (int)n;
     }
-    wr->c = c;
     wr->tail = tail_owned;
+    wr->tail_data = tail.data;
+    wr->tail_len = tail.len;
+    wr->head_len = (uint32_t)n;
     wr->bytes = (size_t)n + tail.len;
-    bufs[0] = uv_buf_init((char *)wr->head, (unsigned)n);
-    bufs[1] = uv_buf_init((char *)(uintptr_t)tail.data, tail.len);
-    rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, bufs, tail.len ? 2 : 1,
-                  write_cb);
-    if (rc < 0) {
-        free(tail_owned);
-        free(wr);
-        conn_close(c, uv_strerror(rc));
-        return rc;
-    }
+    list_add_tail(&c->outq, &wr->link);
+    if (list_empty(&c->flush_link))
+        list_add_tail(&c->srv->flushq, &c->flush_link);
     c->wq_bytes += wr->bytes;
     c->nwrites++;
     return 0;
@@ -561,6 +651,8 @@ static struct conn *conn_alloc(struct server *srv)
         return NULL;
     c->srv = srv;
     c->cid = ++srv->next_cid;
+    list_init(&c->outq);
+    list_init(&c->flush_link);
     list_add_tail(&srv->conns, &c->link);
     srv->nconns++;
     return c;

@@ -49,8 +49,12 @@ struct conn {
     size_t used;
     unsigned nreqs;            /* requests dispatched, not yet answered */
     size_t req_bytes;          /* their frame sizes */
-    size_t wq_bytes;           /* reply bytes handed to uv_write, not done */
-    unsigned nwrites;          /* uv_write requests outstanding */
+    size_t wq_bytes;           /* reply bytes queued or handed to uv_write,
+                                  not yet written */
+    unsigned nwrites;          /* replies queued or being written */
+    struct list outq;          /* struct wreq: queued, not yet handed to
+                                  uv_write (conn.c invariant 7) */
+    struct list flush_link;    /* on srv->flushq while outq is not empty */
     struct pins pins;          /* objects OPEN here; dropped at close */
 };
 
@@ -68,6 +72,9 @@ void conn_free_fake(struct conn *c);
 /* Process bytes as if received.  0, or -EPROTO if c was closed for them. */
 int conn_feed(struct conn *c, const uint8_t *data, size_t len);
 
+/* The server's uv_prepare callback: write every conn's queued replies,
+ * one uv_write per conn (invariant 7 in conn.c). */
+void conn_flush_all(uv_prepare_t *h);
 /* Close now (drops queued replies); `why` is logged.  Idempotent. */
 void conn_close(struct conn *c, const char *why);
 /* Graceful stop: read no more; close once no request is in flight and

@@ -138,6 +138,7 @@ int server_init(struct server *srv, uv_loop_t *loop,
     srv->st.ring_ok = false;
     list_init(&srv->conns);
     list_init(&srv->creating);
+    list_init(&srv->flushq);
     metrics_init(&srv->metrics, srv);
     rc = stamp_load(o->dir, &srv->stamp, err, errlen);
     if (rc == 0)
@@ -158,7 +159,10 @@ int server_init(struct server *srv, uv_loop_t *loop,
     uv_signal_init(loop, &srv->sigterm);
     uv_signal_init(loop, &srv->sigint);
     uv_timer_init(loop, &srv->stop_timer);
+    uv_prepare_init(loop, &srv->flush);
     srv->sigterm.data = srv->sigint.data = srv->stop_timer.data = srv;
+    srv->flush.data = srv;
+    uv_prepare_start(&srv->flush, conn_flush_all);
     uv_signal_start(&srv->sigterm, signal_cb, SIGTERM);
     uv_signal_start(&srv->sigint, signal_cb, SIGINT);
     srv->handles_ok = true;
@@ -218,6 +222,7 @@ static void finish(struct server *srv)
         uv_close((uv_handle_t *)&srv->stop_timer, NULL);
         uv_close((uv_handle_t *)&srv->sigterm, NULL);
         uv_close((uv_handle_t *)&srv->sigint, NULL);
+        uv_close((uv_handle_t *)&srv->flush, NULL);
         srv->handles_ok = false;
     }
     ids_fini(&srv->ids); /* closes cached fds synchronously */

@@ -56,13 +56,18 @@ struct server {
     uv_signal_t sigterm;
     uv_signal_t sigint;
     uv_timer_t stop_timer;         /* polls for the end of a graceful stop */
+    uv_prepare_t flush;            /* writes the replies queued this
+                                      iteration (conn.c invariant 7) */
+    struct list flushq;            /* struct conn.flush_link: conns with
+                                      replies queued */
     struct list conns;             /* struct conn.link */
     struct list creating;          /* struct op_new.creating (ops_create) */
     unsigned nconns;
     uint64_t next_cid;
     bool stopping;
     bool finished;                 /* every handle closed or closing */
-    bool handles_ok;               /* signals and stop_timer initialised */
+    bool handles_ok;               /* signals, stop_timer and flush
+                                      initialised */
     unsigned max_reqs;
     size_t max_bytes;
     int exit_status;

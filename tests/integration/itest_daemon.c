@@ -78,7 +78,7 @@ Test(daemon, ping_echoes_stamp_and_rtt_is_measured)
 
     IT_OK(brick_call_sync(BC, OP_PING, &q, &r, NULL));
     cr_assert_eq(r.stamp, q.stamp);
-    cr_assert_eq(brick_conn_version(BC), 1);
+    cr_assert_eq(brick_conn_version(BC), PROTO_VERSION_MAX);
     brick_conn_uuid(BC, &hi, &lo);
     cr_assert(hi || lo, "brick uuid is zero");
 }

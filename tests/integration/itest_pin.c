@@ -133,6 +133,42 @@ Test(pin, unlinked_open_file_stays_readable_and_writable_until_release)
     IT_RC(it_getattr(BC, &id, &a), -ENOENT);
 }
 
+/* OPENX (protocol 2): OPEN's pin and attributes, and the markers an
+ * all-zero XATTROP reads, in one reply; the zero read changes nothing. */
+Test(pin, openx_pins_and_answers_with_the_markers)
+{
+    struct rfs_id id;
+    struct xattrop_req mark = {.dirty = 2, .npending = 3,
+                               .pending = {0, 5, 0}};
+    struct xattrop_rep xr;
+    struct open_req q = {.flags = O_RDONLY};
+    struct openx_rep rep;
+    char buf[16];
+    uint32_t got = 0;
+
+    make_file("x", &id, "openx");
+    mark.id = id;
+    IT_OK(brick_call_sync(BC, OP_XATTROP, &mark, &xr, NULL));
+    q.id = id;
+    IT_OK(brick_call_sync(BC, OP_OPENX, &q, &rep, NULL));
+    cr_assert(rfs_id_eq(&rep.attr.id, &id));
+    cr_assert_eq(rep.attr.size, 5);
+    cr_assert_eq(rep.dirty, 2);
+    cr_assert_eq(rep.npending, 3);
+    cr_assert_eq(rep.pending[1], 5);
+    cr_assert_eq(rep.pending[0] + rep.pending[2], 0);
+    cr_assert_eq(rep.suspect, xr.suspect);
+    /* Pinned as by OPEN. */
+    IT_OK(it_unlink(BC, &ROOT, "x"));
+    cr_assert(exists(orphan_rel(&id)), "OPENX did not pin the file");
+    IT_OK(it_read(BC, &id, 0, sizeof(buf), buf, &got));
+    cr_assert_eq(got, 5);
+    IT_OK(do_release(BC, &id));
+    cr_assert(gone_within(orphan_rel(&id), 2000), "orphan outlived RELEASE");
+    /* Not there: ENOENT, and nothing pinned. */
+    IT_RC(brick_call_sync(BC, OP_OPENX, &q, &rep, NULL), -ENOENT);
+}
+
 /* CREATE_OPEN pins like an OPEN: one RELEASE, no OPEN sent. */
 Test(pin, create_open_pins_the_new_file)
 {
