@@ -1053,30 +1053,12 @@ static int vote_key(struct healer *h, unsigned b, const struct rfs_id *id,
     return 0;
 }
 
-/* The largest set of bricks of mask whose keys are equal; ties: the one
- * with a brick of `prefer`, then the one with the lowest brick. */
-static uint32_t largest_group(const uint64_t *key, uint32_t mask, unsigned n,
-                              uint32_t prefer)
+/* heal_largest_group() over one key per brick. */
+static bool key_same(const void *arg, unsigned a, unsigned b)
 {
-    uint32_t best = 0;
-    int best_score = -1;
+    const uint64_t *key = arg;
 
-    for (unsigned b = 0; b < n; b++) {
-        uint32_t same = 0;
-        int score;
-
-        if (!(mask & (1u << b)))
-            continue;
-        for (unsigned x = 0; x < n; x++)
-            if ((mask & (1u << x)) && key[x] == key[b])
-                same |= 1u << x;
-        score = 2 * __builtin_popcount(same) + ((same & prefer) != 0);
-        if (score > best_score) {
-            best = same;
-            best_score = score;
-        }
-    }
-    return best;
+    return key[a] == key[b];
 }
 
 /*
@@ -1110,7 +1092,7 @@ static int sources_agree(struct healer *h, const struct rfs_id *id,
         if (rc < 0)
             return rc;
     }
-    best = largest_group(key, v->sources, h->n, clean);
+    best = heal_largest_group(h->n, v->sources, clean, key_same, key);
     if (best != v->sources)
         say(h, id, "dirty, sources differ: bricks %#x agree, %#x become "
             "sinks", (unsigned)best, (unsigned)(v->sources & ~best));
@@ -1149,7 +1131,7 @@ static int dirty_vote(struct healer *h, const struct rfs_id *id,
     }
     if ((unsigned)__builtin_popcount(all & ~present) >= quorum)
         return 2; /* most bricks lack it: the parent's heal decides */
-    best = largest_group(key, present, h->n, 0);
+    best = heal_largest_group(h->n, present, 0, key_same, key);
     if ((unsigned)__builtin_popcount(best) >= quorum) {
         *src = best;
         *snk = present & ~best;

@@ -53,6 +53,19 @@ struct heal_verdict {
  */
 void heal_decide(const struct heal_marks *m, struct heal_verdict *v);
 
+/*
+ * The largest set of bricks of `mask` (n bricks) whose answers are the
+ * same (same(arg, a, b): brick a gave brick b's answer; an equivalence);
+ * ties go to the set holding a brick of `prefer`, then to the set of the
+ * lowest brick.  0 when mask is empty.  Heal's choice among sources that
+ * differ and the quorum lookup's vote both use it, so that a lookup
+ * answers what heal will keep (docs/heal.md, ties).
+ */
+uint32_t heal_largest_group(unsigned n, uint32_t mask, uint32_t prefer,
+                            bool (*same)(const void *arg, unsigned a,
+                                         unsigned b),
+                            const void *arg);
+
 /* ---- the engine ---- */
 
 struct heal_stats {

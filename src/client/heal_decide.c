@@ -31,3 +31,30 @@ void heal_decide(const struct heal_marks *m, struct heal_verdict *v)
     v->split_brain = v->sinks != 0 && v->sources == 0; /* invariant 3 */
     v->dirty = dirty;
 }
+
+uint32_t heal_largest_group(unsigned n, uint32_t mask, uint32_t prefer,
+                            bool (*same)(const void *arg, unsigned a,
+                                         unsigned b),
+                            const void *arg)
+{
+    uint32_t best = 0;
+    int best_score = -1;
+
+    for (unsigned b = 0; b < n && b < PROTO_MAX_BRICKS; b++) {
+        uint32_t group = 0;
+        int score;
+
+        if (!(mask & (1u << b)))
+            continue;
+        for (unsigned x = 0; x < n && x < PROTO_MAX_BRICKS; x++)
+            if ((mask & (1u << x)) && same(arg, x, b))
+                group |= 1u << x;
+        /* Size first; a preferred brick only breaks a tie. */
+        score = 2 * __builtin_popcount(group) + ((group & prefer) != 0);
+        if (score > best_score) {
+            best = group;
+            best_score = score;
+        }
+    }
+    return best;
+}

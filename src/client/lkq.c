@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "client/heal.h"
 #include "client/volume_int.h"
 #include "common/id.h"
 #include "common/log.h"
@@ -97,23 +98,10 @@ static bool lkq_same(const struct lkq *q, unsigned k, unsigned b)
     return q->st[b] != 0 || rfs_id_eq(&q->battr[k].id, &q->battr[b].id);
 }
 
-/* How many asked bricks gave brick b's answer (0 or ENOENT only). */
-static unsigned lkq_agree(const struct lkq *q, bmask_t asked, unsigned b)
+/* heal_largest_group() over the answers. */
+static bool lkq_same_cb(const void *arg, unsigned k, unsigned b)
 {
-    unsigned n = 0;
-
-    for (unsigned k = 0; k < q->v->n; k++)
-        n += (asked & BMASK(k)) && lkq_same(q, k, b);
-    return n;
-}
-
-/* 1 when some asked brick giving brick b's answer has a clean copy. */
-static unsigned lkq_clean_in(const struct lkq *q, bmask_t asked, unsigned b)
-{
-    for (unsigned k = 0; k < q->v->n; k++)
-        if ((asked & q->clean & BMASK(k)) && lkq_same(q, k, b))
-            return 1;
-    return 0;
+    return lkq_same(arg, k, b);
 }
 
 /* Answer with brick b's reply. */
@@ -129,25 +117,19 @@ static void lkq_vote_done(struct fan *f)
 {
     struct lkq *q = f->owner;
     struct volume *v = q->v;
-    bmask_t asked = q->asked, sure = 0;
-    unsigned best = 0, nb = 0;
+    bmask_t asked = q->asked, sure = 0, group;
+    unsigned best = 0, nb;
 
     /* The largest group of equal answers; ties to one with a clean copy,
-     * then to the lowest brick (as heal.c largest_group).  With n bricks
-     * only one group can reach a quorum, so it is that one. */
-    for (unsigned b = 0; b < v->n; b++) {
-        unsigned k;
-
-        if (!(asked & BMASK(b)) || (q->st[b] != 0 && q->st[b] != -ENOENT))
-            continue;
-        sure |= BMASK(b);
-        k = 2 * lkq_agree(q, asked, b) + lkq_clean_in(q, asked, b);
-        if (k > nb) {
-            nb = k;
-            best = b;
-        }
-    }
-    nb /= 2;
+     * then to the lowest brick: heal's own rule (heal_largest_group).
+     * With n bricks only one group can reach a quorum, so it is that one. */
+    for (unsigned b = 0; b < v->n; b++)
+        if ((asked & BMASK(b)) && (q->st[b] == 0 || q->st[b] == -ENOENT))
+            sure |= BMASK(b);
+    group = heal_largest_group(v->n, sure, q->clean, lkq_same_cb, q);
+    nb = bmask_count(group);
+    if (group)
+        best = (unsigned)__builtin_ctz(group);
     if (nb >= v->quorum) {
         lkq_answer(q, best);
         return;

@@ -151,3 +151,42 @@ Test(heal_decide, sixteen_bricks)
     cr_assert_eq(v.sinks, 1u << 15);
     cr_assert_eq(v.sources, 0x7fff);
 }
+
+/* ---- heal_largest_group: heal's and the lookup vote's tie rule ---- */
+
+static bool key_same(const void *arg, unsigned a, unsigned b)
+{
+    const int *key = arg;
+
+    return key[a] == key[b];
+}
+
+Test(heal_largest_group, the_larger_group_wins_even_against_clean_copies)
+{
+    int key[5] = {7, 7, 9, 9, 9}; /* bricks 1-2 hold 7, bricks 3-5 hold 9 */
+
+    cr_assert_eq(heal_largest_group(5, 0x1f, B(1) | B(2), key_same, key),
+                 B(3) | B(4) | B(5));
+}
+
+Test(heal_largest_group, a_tie_goes_to_a_clean_copy_then_to_the_lowest_brick)
+{
+    int key[3] = {1, 2, 3};
+    int two[4] = {5, 6, 6, 5};
+
+    cr_assert_eq(heal_largest_group(3, 0x7, B(3), key_same, key), B(3));
+    cr_assert_eq(heal_largest_group(3, 0x7, 0, key_same, key), B(1));
+    /* {1,4} and {2,3}: the lowest brick's, unless the other is clean. */
+    cr_assert_eq(heal_largest_group(4, 0xf, 0, key_same, two), B(1) | B(4));
+    cr_assert_eq(heal_largest_group(4, 0xf, B(3), key_same, two),
+                 B(2) | B(3));
+}
+
+Test(heal_largest_group, only_bricks_of_the_mask_count)
+{
+    int key[3] = {4, 4, 8};
+
+    cr_assert_eq(heal_largest_group(3, B(2) | B(3), B(3), key_same, key),
+                 B(3));
+    cr_assert_eq(heal_largest_group(3, 0, 0, key_same, key), 0u);
+}
