@@ -511,6 +511,8 @@ struct inval_event {
 
 /* ---- codec ---- */
 
+/* The protocol version that brought op (1 for the first ops). */
+uint32_t proto_op_version(uint16_t op);
 /* Name of an op for logs; "?" for unknown.  Never NULL. */
 const char *proto_op_name(uint16_t op);
 

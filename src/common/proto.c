@@ -417,6 +417,11 @@ static const struct msg_desc *const msgs[OP__MAX][3] = {
     [OP_INVAL] = {[PROTO_EVENT] = &inval_event_d},
 };
 
+uint32_t proto_op_version(uint16_t op)
+{
+    return op == OP_OPENX ? 2 : 1;
+}
+
 static const char *const op_names[OP__MAX] = {
     [OP_HELLO] = "HELLO",       [OP_AUTH] = "AUTH",
     [OP_PING] = "PING",         [OP_LOOKUP] = "LOOKUP",

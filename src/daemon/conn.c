@@ -387,7 +387,8 @@ static void do_hello(struct conn *c, const struct proto_hdr *hdr,
         return;
     }
     lo = m.version_min > PROTO_VERSION_MIN ? m.version_min : PROTO_VERSION_MIN;
-    hi = m.version_max < PROTO_VERSION_MAX ? m.version_max : PROTO_VERSION_MAX;
+    hi = m.version_max < c->srv->protocol_max ? m.version_max
+                                                : c->srv->protocol_max;
     if (lo > hi) {
         send_error(c, hdr, -EPROTONOSUPPORT);
         close_after_flush(c, "no common protocol version");
@@ -462,7 +463,10 @@ static void do_request(struct conn *c, const struct proto_hdr *hdr,
     struct req *r;
     int rc;
 
-    if (!msize || !dispatch_known(hdr->op)) {
+    /* An op of a later version than this connection agreed on is answered
+     * as a brick of that version would (docs/protocol.md). */
+    if (!msize || !dispatch_known(hdr->op) ||
+        proto_op_version(hdr->op) > c->version) {
         send_error(c, hdr, -ENOSYS); /* the connection stays usable */
         return;
     }
@@ -702,6 +706,7 @@ struct conn *conn_new_fake(struct server *srv)
         return NULL;
     c->fake = true;
     c->state = CONN_READY;
+    c->version = PROTO_VERSION_MAX; /* every op reaches its handler */
     snprintf(c->peer, sizeof(c->peer), "fake");
     return c;
 }

@@ -45,6 +45,7 @@ struct args {
     size_t fd_cache;
     unsigned max_reqs;
     bool ring_metadata;
+    unsigned protocol_max;
 };
 
 static void usage(FILE *f)
@@ -53,7 +54,8 @@ static void usage(FILE *f)
                "                  [--listen ADDR:PORT] [--metrics ADDR:PORT]"
                " [--foreground]\n"
                "  tuning (docs/daemon.md): [--fd-cache N] [--max-requests N]"
-               " [--ring-metadata]\n");
+               " [--ring-metadata]\n"
+               "  upgrades (docs/admin.md): [--protocol-max N]\n");
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -84,6 +86,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"fd-cache", required_argument, NULL, 'C'},
         {"max-requests", required_argument, NULL, 'R'},
         {"ring-metadata", no_argument, NULL, 'M'},
+        {"protocol-max", required_argument, NULL, 'P'},
         {NULL, 0, NULL, 0}};
     unsigned long v;
     int c;
@@ -113,6 +116,12 @@ static int parse_args(int argc, char **argv, struct args *a)
             if (parse_uint(optarg, 1u << 16, &v) < 0 || v == 0)
                 return -EINVAL;
             a->max_reqs = (unsigned)v;
+            break;
+        case 'P':
+            if (parse_uint(optarg, PROTO_VERSION_MAX, &v) < 0 ||
+                v < PROTO_VERSION_MIN)
+                return -EINVAL;
+            a->protocol_max = (unsigned)v;
             break;
         default:
             return -EINVAL;
@@ -330,6 +339,7 @@ int main(int argc, char **argv)
     o.fd_cache = a.fd_cache ? a.fd_cache : env ? strtoul(env, NULL, 10) : 0;
     o.max_reqs = a.max_reqs;
     o.ring_metadata = a.ring_metadata;
+    o.protocol_max = a.protocol_max;
     o.dir = dir;
     o.vol = &vol;
     o.brick = a.brick;

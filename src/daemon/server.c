@@ -135,6 +135,7 @@ int server_init(struct server *srv, uv_loop_t *loop,
     snprintf(srv->dir, sizeof(srv->dir), "%s", o->dir);
     srv->max_reqs = o->max_reqs ? o->max_reqs : SERVER_MAX_REQS;
     srv->max_bytes = o->max_bytes ? o->max_bytes : SERVER_MAX_BYTES;
+    srv->protocol_max = o->protocol_max ? o->protocol_max : PROTO_VERSION_MAX;
     srv->st.ring_ok = false;
     list_init(&srv->conns);
     list_init(&srv->creating);

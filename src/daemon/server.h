@@ -37,6 +37,7 @@ struct server_opts {
     unsigned max_reqs;             /* 0: SERVER_MAX_REQS */
     size_t max_bytes;              /* 0: SERVER_MAX_BYTES */
     bool ring_metadata;            /* metadata calls through io_uring too */
+    unsigned protocol_max;         /* highest version to agree on; 0: ours */
 };
 
 struct server {
@@ -70,6 +71,7 @@ struct server {
                                       initialised */
     unsigned max_reqs;
     size_t max_bytes;
+    uint32_t protocol_max;         /* the highest version HELLO agrees on */
     int exit_status;
     uint8_t boot_id[16];           /* kernel boot id: sums.c invariant 1 */
     struct suspect suspect;        /* may have missed changes (suspect.h) */
