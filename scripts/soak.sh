@@ -112,7 +112,7 @@ heal_why() {
 }
 
 fo_start
-acked=0 lost=0 replicas=0 healfail=0 cleanfail=0 cycle=0
+acked=0 lost=0 stale=0 replicas=0 healfail=0 cleanfail=0 cycle=0
 rec_total=0 rec_max=0 heal_total=0 heal_max=0
 declare -A seen=()
 for ((cycle = 1; cycle <= CYCLES; cycle++)); do
@@ -153,17 +153,21 @@ print($rec_total + $rec, max($rec_max, $rec), $heal_total + $ht, max($heal_max, 
         --brick "$T/brick1" --brick "$T/brick2" --brick "$T/brick3" \
         >"$T/verify-$cycle.out" 2>&1 || true
     bad=0
-    for k in missing wrong resurrected partial unexpected excl; do
+    # A stale read (old bytes read after the write's close returned) is a
+    # wrong answer the filesystem gave: it counts with lost or wrong.
+    for k in missing wrong resurrected partial unexpected excl "stale reads"; do
         n=$(field "$k" "$T/verify-$cycle.out")
         bad=$((bad + ${n:-999999}))
     done
+    n=$(field "stale reads" "$T/verify-$cycle.out")
+    stale=$((stale + ${n:-0}))
     rep=$(field "replicas differing" "$T/verify-$cycle.out")
     rep=${rep:-999999}
     lost=$((lost + bad))
     replicas=$((replicas + rep))
     log "cycle $cycle: $f (brick $b): acked $(wl_acked "c$cycle"), recovered in ${rec} s, healed in ${ht} s, lost or wrong $bad, replicas differing $rep"
     if [ "$bad" != 0 ] || [ "$rep" != 0 ]; then
-        grep -E '^(MISSING|WRONG|PARTIAL|RESURRECTED|UNEXPECTED|EXCL|REPLICA)' \
+        grep -E '^(MISSING|WRONG|PARTIAL|RESURRECTED|UNEXPECTED|EXCL|REPLICA|STALE-READ)' \
             "$T/verify-$cycle.out" | sed -n 1,5p >&2 || true
         grep -E '^(MISSING|WRONG|PARTIAL|RESURRECTED|UNEXPECTED|EXCL|REPLICA)' \
             "$T/verify-$cycle.out" | sed -E 's/^REPLICA [^ ]+ /REPLICA /' |
@@ -189,7 +193,7 @@ for k in "${!seen[@]}"; do faults+="$k=${seen[$k]} "; done
 mean() { python3 -c "print('%.2f' % ($1 / max($cycles, 1)))"; }
 echo "soak: cycles run $cycles ($faults)"
 echo "soak: operations acknowledged $acked"
-echo "soak: lost or wrong $lost"
+echo "soak: lost or wrong $lost (stale reads among them $stale)"
 echo "soak: replicas differing after heal $replicas (heal failures $healfail, emptying failures $cleanfail)"
 echo "soak: time to recover: mean $(mean "$rec_total") s, max $rec_max s"
 echo "soak: time to heal: mean $(mean "$heal_total") s, max $heal_max s"
