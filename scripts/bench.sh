@@ -261,7 +261,8 @@ run_replicafs() {
     i=$((i + 1))
   done
   for n in a b; do
-    "$bin/mount.replicafs" "$d/bench.vol" "$d/$n" -f >"$d/mount-$n.log" 2>&1 &
+    "$bin/mount.replicafs" "$d/bench.vol" "$d/$n" -f \
+        ${BENCH_MOUNT_OPTS:+-o "$BENCH_MOUNT_OPTS"} >"$d/mount-$n.log" 2>&1 &
     pid=$!
     rfs_pids+=("$pid")
     rfs_mnts+=("$d/$n")

@@ -97,6 +97,10 @@ const char *brick_state_name(enum brick_state st);
 unsigned brick_conn_no(const struct brick_conn *bc);
 /* Smoothed round-trip time of pings in microseconds; 0 before the first. */
 uint64_t brick_conn_rtt_us(const struct brick_conn *bc);
+/* When (uv_hrtime() / 1000) the newest request whose reply has arrived on
+ * the current link was sent; 0 before any, and again on a new link.  Every
+ * event the brick sent before that reply has been handed out. */
+uint64_t brick_conn_fresh_us(const struct brick_conn *bc);
 /* Negotiated protocol version; 0 before UP. */
 uint32_t brick_conn_version(const struct brick_conn *bc);
 /* The brick's stamp uuid as sent in AUTH's reply. */

@@ -46,7 +46,7 @@
 
 #define PROTO_MAGIC 0x31534652u /* "RFS1" as little-endian bytes */
 #define PROTO_VERSION_MIN 1
-#define PROTO_VERSION_MAX 2 /* 2: OPENX */
+#define PROTO_VERSION_MAX 3 /* 2: OPENX; 3: read leases */
 #define PROTO_HDR_SIZE 16
 #define PROTO_MAX_IO (1u << 20)         /* largest read or write payload */
 #define PROTO_MAX_FRAME (PROTO_MAX_IO + 65536u)
@@ -100,6 +100,7 @@ enum proto_op {
     OP_READDIR = 27,
     OP_STATFS = 28,
     OP_OPENX = 29, /* version 2: OPEN and the markers in one round trip */
+    OP_LEASE_ACK = 30, /* version 3: a recalled read lease is given back */
     /* replication */
     OP_INODELK = 40,
     OP_ENTRYLK = 41,
@@ -312,7 +313,19 @@ struct readlink_rep {
 
 struct open_req { /* OPEN and OPENX */
     struct rfs_id id;
-    uint32_t flags; /* O_ACCMODE bits only; the brick opens lazily */
+    uint32_t flags; /* O_ACCMODE bits and OPEN_LEASE; the brick opens
+                       lazily */
+};
+/* Version 3, OPENX only: also grant this connection a read lease on the
+ * object (docs/protocol.md "Read leases").  A brick that cannot grant it
+ * sends an INVAL with INVAL_RECALL for the object before the reply. */
+#define OPEN_LEASE 0x40000000u
+
+/* LEASE_ACK (version 3): the lease on id is given back, answering a recall
+ * or unasked.  Before it, on the same connection, the client sends one
+ * OPEN of id per open file it had opened from the lease alone. */
+struct lease_ack_req {
+    struct rfs_id id;
 };
 struct openx_rep { /* OPEN's reply and an all-zero XATTROP's, together */
     struct proto_attr attr;
@@ -501,6 +514,13 @@ enum inval_what {
     INVAL_ENTRY = 1u << 2,
     /* Its pending markers changed: who blames whom (drop cached blame). */
     INVAL_MARKERS = 1u << 3,
+    /* Version 3: this connection's read lease on id is recalled; the
+     * change that recalls it waits for LEASE_ACK (at most the recall
+     * wait).  Sent to the changing connection too, with no other bit. */
+    INVAL_RECALL = 1u << 4,
+    /* Version 3: every lease this connection held on this brick is gone
+     * (a recall was not answered in time); id is zero. */
+    INVAL_LEASES_LOST = 1u << 5,
 };
 struct inval_event {
     struct rfs_id id;

@@ -129,6 +129,7 @@ struct call {
     struct call *prev, *next; /* bc->head list, in send order */
     struct link *link;       /* borrowed: the link written to */
     uint64_t tx_end;         /* link->tx_queued after this frame */
+    uint64_t sent_us;        /* uv_hrtime() / 1000 when it was queued */
     bool outstanding;        /* in bc's table, callback not yet called */
     bool writing;            /* queued or written, uv_write callback not
                                 yet called */
@@ -176,6 +177,9 @@ struct brick_conn {
     uint64_t busy_since_ms;           /* loop time ncalls went 0 -> 1 */
     uint64_t up_since_ms;
     bool ping_inflight;
+    uint64_t fresh_us;                /* sent_us of the newest call whose
+                                         reply arrived on this link; 0
+                                         when the link is new */
     uint64_t ping_stamp;              /* of the ping in flight, us */
     uint64_t srtt_us;
     unsigned backoff_ms;              /* next back-off delay */
@@ -488,6 +492,7 @@ static int call_send(struct brick_conn *bc, uint16_t op, const void *req,
     c->tail = tail.data;
     c->tail_len = tail.len;
     c->tx_end = UINT64_MAX; /* not written yet: no reply can be due */
+    c->sent_us = uv_hrtime() / 1000;
     c->writing = true;
     c->pnext = NULL;
     *l->pend_tail = c;
@@ -541,6 +546,10 @@ static int dispatch_reply(struct brick_conn *bc, struct link *l,
         call_finish(c, -EIO, NULL);
         return 0;
     }
+    /* Everything the brick sent before this reply has been read: the
+     * lease rule (volume_int.h) needs the newest such request. */
+    if (c->sent_us > bc->fresh_us)
+        bc->fresh_us = c->sent_us;
     rc = proto_errno_from_status(status);
     call_finish(c, rc, rc == 0 ? &msg : NULL);
     return 0;
@@ -690,6 +699,7 @@ static void link_down(struct brick_conn *bc, int err)
     link_drop(bc);
     bc->state = BRICK_DOWN;
     bc->version = 0;
+    bc->fresh_us = 0;
     bc->ping_inflight = false;
     uv_timer_stop(&bc->ping_timer);
     schedule_retry(bc);
@@ -1067,6 +1077,11 @@ unsigned brick_conn_no(const struct brick_conn *bc)
 uint64_t brick_conn_rtt_us(const struct brick_conn *bc)
 {
     return bc->srtt_us;
+}
+
+uint64_t brick_conn_fresh_us(const struct brick_conn *bc)
+{
+    return bc->fresh_us;
 }
 
 uint32_t brick_conn_version(const struct brick_conn *bc)

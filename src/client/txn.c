@@ -1004,7 +1004,10 @@ struct vfile {
     struct vinode *vi;       /* a reference */
     uint32_t flags;
     bool writer;             /* counted in vi->writers */
-    bmask_t opened;          /* bricks that answered OPEN */
+    bmask_t opened;          /* bricks that answered OPEN (or were sent
+                                one when a lease it was opened from was
+                                recalled) */
+    struct vlist llink;      /* in vi->leased: opened from the lease */
     /* release, embedded so that volume_release() cannot fail */
     struct volume *v;
     struct iop flush;
@@ -1022,6 +1025,7 @@ struct vfile *vfile_new(struct volume *v, struct vinode *vi, uint32_t flags)
         return NULL;
     f->v = v;
     vlist_init(&f->link);
+    vlist_init(&f->llink);
     f->vi = vi;
     volume_inode_ref(vi);
     f->flags = flags;
@@ -1105,6 +1109,12 @@ struct op_open {
     struct open_req req;
     unsigned steps;          /* of the two (markers, OPEN) still running */
     int mk_status;           /* the markers' outcome */
+    bool lease;              /* OPENX asked for read leases */
+    bmask_t asked;           /* bricks sent an OPENX with OPEN_LEASE */
+    bmask_t granted;         /* those whose OPENX succeeded */
+    uint32_t recalls;        /* vi->recalls when it was sent */
+    uint64_t lease_gen;      /* v->lease_gen when it was sent */
+    struct vdefer d;         /* an open from the lease answers later */
     struct proto_attr attrs[MAXB]; /* each brick's answer */
     int st[MAXB];
     struct fan fan;
@@ -1114,6 +1124,8 @@ void vfile_free(struct vfile *f)
 {
     if (!vlist_empty(&f->link))
         vlist_del(&f->link);
+    if (!vlist_empty(&f->llink))
+        vlist_del(&f->llink);
     if (f->writer)
         f->vi->writers--;
     volume_inode_put(f->vi);
@@ -1143,7 +1155,134 @@ static void open_reply_cb(struct fan *fan, unsigned slot, int status,
 static void openx_hook(void *arg, unsigned b, int status,
                        const struct openx_rep *rep)
 {
-    open_took(arg, b, status, status < 0 ? NULL : &rep->attr);
+    struct op_open *op = arg;
+
+    if (status == 0)
+        op->granted |= BMASK(b);
+    open_took(op, b, status, status < 0 ? NULL : &rep->attr);
+}
+
+static void ignore_reply_cb(int status, const void *rep, void *arg)
+{
+    (void)status;
+    (void)rep;
+    (void)arg;
+}
+
+/* Give vi's leases on the bricks of mask back (LEASE_ACK), and stop
+ * trusting them: a brick forgets a lease it is given back. */
+static void lease_give_back(struct vinode *vi, bmask_t mask)
+{
+    struct volume *v = vi->v;
+    struct lease_ack_req ack = {.id = vi->id};
+
+    for (unsigned b = 0; b < v->n; b++)
+        if (mask & v->up & BMASK(b))
+            (void)brick_call(v->bc[b], OP_LEASE_ACK, &ack, ignore_reply_cb,
+                             NULL);
+    vi->lease &= ~mask;
+}
+
+/*
+ * The OPENX asked for leases: keep what the bricks granted (a: the
+ * attributes it answers with, NULL when the open failed), unless a recall
+ * of this object (or a loss of every lease of a brick) came in while it
+ * ran, since the brick may have sent it after granting.  Recalls always
+ * come before the reply they concern (leases.c), so one seen later clears
+ * its own brick's bit.  What is not kept is given back: a brick would
+ * otherwise hold it until the next change of the file.
+ */
+static void lease_take(struct op_open *op, const struct proto_attr *a)
+{
+    struct vinode *vi = op->f->vi;
+    struct volume *v = op->v;
+
+    /* Another OPENX asking for leases is on its way: a LEASE_ACK now
+     * could reach a brick after that one's grant and undo it. */
+    bool alone = --vi->lease_asking == 0;
+
+    if (!a || vi->recalls != op->recalls || v->lease_gen != op->lease_gen) {
+        if (alone && v->lease_gen == op->lease_gen)
+            lease_give_back(vi, op->asked);
+        return;
+    }
+    if (vi->lease_gen != v->lease_gen)
+        vi->lease = 0;
+    vi->lease |= op->granted;
+    vi->lease_gen = v->lease_gen;
+    vi->lease_attr = *a;
+    if (alone && (op->asked & ~op->granted))
+        lease_give_back(vi, op->asked & ~op->granted);
+}
+
+/* The lease rule of volume_int.h: may this open be answered from memory? */
+static bool lease_usable(struct volume *v, struct vinode *vi)
+{
+    uint64_t now = uv_hrtime() / 1000;
+    unsigned fresh = 0;
+
+    if (v->opts.no_leases || vi->lease_gen != v->lease_gen || !vi->lease ||
+        vi->mk_epoch != v->epoch || vi->mk)
+        return false;
+    for (unsigned b = 0; b < v->n; b++) {
+        uint64_t t;
+
+        if (!(vi->lease & v->up & BMASK(b)))
+            continue;
+        t = brick_conn_fresh_us(v->bc[b]);
+        if (t && now - t < VOLUME_LEASE_TRUST_MS * 1000ull)
+            fresh++;
+    }
+    return fresh + v->quorum >= v->n + 1;
+}
+
+static void open_leased_cb(struct vdefer *d)
+{
+    struct op_open *op = vcontainer_of(d, struct op_open, d);
+    struct vfile *f = op->f;
+
+    vfile_opened(f, 0);
+    op->cb(0, f, &f->vi->lease_attr, op->arg);
+    free(op);
+}
+
+void txn_lease_recalled(struct volume *v, unsigned b, const struct rfs_id *id)
+{
+    struct vinode *vi = vol_inode_find(v, id);
+    struct lease_ack_req ack = {.id = *id};
+
+    if (vi) {
+        struct open_req oreq = {.id = *id, .flags = O_RDONLY};
+
+        /* A change is under way: brick b may already have dropped the
+         * object (a rename over it), and reads may go to b, so no open
+         * is served from the other bricks' leases either.  They recall
+         * theirs when the change reaches them. */
+        vi->lease = 0;
+        vi->recalls++;
+        /* Each file opened from the lease becomes a real open (a pin) on
+         * b before the ack, on the same link: if the object lost its last
+         * name, the lease's own pin keeps it until then. */
+        for (struct vlist *n = vi->leased.next; n != &vi->leased;
+             n = n->next) {
+            struct vfile *f = vcontainer_of(n, struct vfile, llink);
+
+            if (f->opened & BMASK(b))
+                continue;
+            if (brick_call(v->bc[b], OP_OPEN, &oreq, ignore_reply_cb,
+                           NULL) == 0)
+                f->opened |= BMASK(b);
+        }
+    }
+    /* Lost with the link otherwise, and the brick forgets it then too. */
+    (void)brick_call(v->bc[b], OP_LEASE_ACK, &ack, ignore_reply_cb, NULL);
+}
+
+/* The vinode goes: give its leases back, so bricks need not recall them. */
+void txn_lease_drop(struct vinode *vi)
+{
+    if (vi->lease_gen == vi->v->lease_gen)
+        lease_give_back(vi, vi->lease);
 }
 
 /*
@@ -1176,12 +1315,16 @@ static void open_finish(struct op_open *op)
             status = op->v->up ? -EIO : -ENOTCONN;
     }
     if (status < 0) {
+        if (op->lease)
+            lease_take(op, NULL);
         op->cb(status, NULL, NULL, op->arg);
         if (op->f->opened) /* the bricks that opened it hold it pinned */
             release_flushed_cb(0, op->f);
         else
             vfile_free(op->f);
     } else {
+        if (op->lease)
+            lease_take(op, &op->attrs[pick]);
         vfile_opened(op->f, op->f->opened);
         op->cb(0, op->f, &op->attrs[pick], op->arg);
     }
@@ -1239,6 +1382,13 @@ int volume_open(struct volume *v, struct vinode *vi, uint32_t flags,
         op->st[b] = -ENOTCONN;
     op->steps = 2;
     op->w.fn = open_markers_cb;
+    if (acc == O_RDONLY && lease_usable(v, vi)) {
+        /* On the list at once: a recall that comes before the answer
+         * must turn it into a real open too. */
+        vlist_add_tail(&vi->leased, &op->f->llink);
+        vol_defer(v, &op->d, open_leased_cb);
+        return 0;
+    }
     /* Without a quorum nobody can change the markers, and what was
      * learnt while there was one is worth more than a lone brick's word
      * (volume.c invariant 5). */
@@ -1246,6 +1396,15 @@ int volume_open(struct volume *v, struct vinode *vi, uint32_t flags,
         vol_markers_forget(vi);
         if (!vi->mk && vol_up_speak(v, 2)) {
             op->steps = 1;
+            if (acc == O_RDONLY && !v->opts.no_leases &&
+                vol_up_speak(v, 3)) {
+                op->lease = true;
+                op->req.flags |= OPEN_LEASE;
+                op->asked = v->up;
+                vi->lease_asking++;
+                op->recalls = vi->recalls;
+                op->lease_gen = v->lease_gen;
+            }
             vol_markers_fetch_openx(vi, &op->w, &op->req, openx_hook, op);
             return 0;
         }

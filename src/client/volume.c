@@ -131,6 +131,9 @@ static void link_state_cb(struct brick_conn *bc, enum brick_state st,
     unsigned b = brick_conn_no(bc) - 1;
     bool was_up = v->up & BMASK(b);
 
+    /* A new link has no leases on the brick, and a lost one may have
+     * missed recalls. */
+    v->lease_gen++;
     if (st == BRICK_UP) {
         v->up |= BMASK(b);
         v->epoch++; /* every blame cache is stale: see the design block */
@@ -153,10 +156,20 @@ static void link_event_cb(struct brick_conn *bc, uint16_t op, const void *msg,
                            void *arg)
 {
     struct volume *v = arg;
+    const struct inval_event *ev = msg;
 
-    (void)bc;
     if (op != OP_INVAL)
         return;
+    if (ev->what & INVAL_LEASES_LOST) {
+        log_warn("brick %u dropped this mount's read leases (a recall was "
+                 "not answered in time)", brick_conn_no(bc));
+        v->lease_gen++;
+        return;
+    }
+    if (ev->what & INVAL_RECALL)
+        txn_lease_recalled(v, brick_conn_no(bc) - 1, &ev->id);
+    if (!(ev->what & ~INVAL_RECALL))
+        return; /* our own change, or a refused grant */
     if (((const struct inval_event *)msg)->what & INVAL_MARKERS) {
         struct vinode *vi = vol_inode_find(v, &((const struct inval_event *)
                                                     msg)->id);
@@ -200,6 +213,7 @@ int volume_new(uv_loop_t *loop, const struct vol_config *cfg,
     v->n = cfg->nbricks;
     v->quorum = v->n / 2 + 1;
     v->epoch = 1;
+    v->lease_gen = 1;
     rfs_id_random(&seed);
     v->owner_base = seed.hi ^ seed.lo;
     v->dtail = &v->dhead;
@@ -397,6 +411,7 @@ int volume_inode_get(struct volume *v, const struct rfs_id *id,
     vi->v = v;
     vi->id = *id;
     vi->refs = 1;
+    vlist_init(&vi->leased);
     vlist_init(&vi->mk_waiters);
     vlist_init(&vi->mk_waiters_next);
     vlist_init(&vi->iops);
@@ -427,7 +442,9 @@ void volume_inode_put(struct vinode *vi)
         return;
     /* Operations hold references (invariant 2), so nothing is queued. */
     assert(!vi->mk && vlist_empty(&vi->mk_waiters) &&
-           vlist_empty(&vi->mk_waiters_next) && txn_inode_idle(vi));
+           vlist_empty(&vi->mk_waiters_next) && txn_inode_idle(vi) &&
+           vlist_empty(&vi->leased));
+    txn_lease_drop(vi);
     v = vi->v;
     pp = &v->vtab[vslot(v, &vi->id)];
     while (*pp != vi)
@@ -460,7 +477,6 @@ struct mkfetch {
     bmask_t suspect;       /* says it may have missed changes */
     int err;               /* some other error, for the status */
     struct xattrop_req req;
-    const struct open_req *oreq; /* OPENX carries it: vol_markers_fetch_openx */
     vol_mk_hook hook;
     void *hook_arg;
     struct fan fan;
@@ -613,7 +629,6 @@ static void mk_start_by(struct vinode *vi, const struct open_req *oreq,
     vi->mk = mk;
     vi->mk_redo = false;
     vi->blamed_new = 0;
-    mk->oreq = oreq;
     mk->hook = hook;
     mk->hook_arg = hook_arg;
     fan_begin(&mk->fan, v, mk_reply_cb, mk_done_cb, mk);

@@ -42,6 +42,7 @@ struct volume_opts {
     unsigned post_op_delay_ms; /* 0: VOLUME_POST_OP_DELAY_MS */
     unsigned max_hold_ms;      /* 0: VOLUME_MAX_HOLD_MS */
     bool read_only;            /* every change fails with -EROFS */
+    bool no_leases;            /* never open from a read lease */
     /* An INVAL event from a brick (another client changed something);
      * may be NULL.  msg is valid during the call. */
     void (*on_inval)(const struct inval_event *msg, void *arg);

@@ -149,6 +149,16 @@ struct vinode {
     struct vlist mk_waiters_next;
     bool mk_redo;             /* mk began before the markers changed */
 
+    /* Read leases (txn.c, "open from a lease"): the bricks whose lease
+     * on the object is intact, valid while lease_gen == v->lease_gen. */
+    bmask_t lease;
+    uint64_t lease_gen;
+    uint32_t recalls;         /* bumped by every recall: an OPENX that
+                                 saw one in flight grants nothing */
+    struct proto_attr lease_attr; /* what the granting OPENX answered */
+    struct vlist leased;      /* struct vfile opened from the lease */
+    unsigned lease_asking;    /* OPENX with OPEN_LEASE in flight */
+
     /* Write transaction (txn.c). */
     unsigned writers;         /* open vfiles that may write */
     struct vlist iops;        /* struct iop queued for the eager lock */
@@ -166,6 +176,9 @@ struct volume {
     struct brick_conn *bc[PROTO_MAX_BRICKS]; /* owned; closed in close */
     bmask_t up;                         /* bricks in state UP */
     uint64_t epoch;                     /* bumped when a brick comes up */
+    uint64_t lease_gen;                 /* bumped when some brick's leases
+                                           may all be gone (link change,
+                                           INVAL_LEASES_LOST) */
     uint64_t owner_base;                /* random; lock owners derive */
     uint64_t owner_seq;
 
@@ -188,6 +201,25 @@ struct volume {
     void (*done)(void *);
     void *done_arg;
 };
+
+/*
+ * Read leases.  An open for reading may be answered from memory, without
+ * asking any brick, when the object's lease is intact on at least
+ * n - quorum + 1 up bricks (so every acknowledged change, done by a
+ * quorum, went through one of them and recalled it) and, on each of those,
+ * a reply has arrived to a request sent less than VOLUME_LEASE_TRUST_MS
+ * ago.  That reply came after any recall the brick sent before it, and a
+ * brick waits LEASE_RECALL_WAIT_MS (1 s, daemon/leases.h) for the answer
+ * before it lets the change go on; so a mount frozen or cut off for longer
+ * than the trust period asks the bricks again.  docs/client.md.
+ */
+#define VOLUME_LEASE_TRUST_MS 500u
+/* A brick recalled (b, id), or refused to grant it: stop trusting every
+ * brick's lease on id, turn the files opened from it into real opens on b,
+ * give b's back (txn.c). */
+void txn_lease_recalled(struct volume *v, unsigned b, const struct rfs_id *id);
+/* The vinode is being freed: give back the leases it holds. */
+void txn_lease_drop(struct vinode *vi);
 
 /* A new unique lock owner (per volume, per lock holder). */
 uint64_t vol_new_owner(struct volume *v);

@@ -235,8 +235,9 @@ static const struct field readlink_req_f[] = {ID(readlink_req, id)};
 static const struct field readlink_rep_f[] = {PATH(readlink_rep, target)};
 static const struct field open_req_f[] = {
     ID(open_req, id),
-    U32M(open_req, flags, O_ACCMODE),
+    U32M(open_req, flags, O_ACCMODE | OPEN_LEASE),
 };
+static const struct field lease_ack_req_f[] = {ID(lease_ack_req, id)};
 static const struct field openx_rep_f[] = {
     ATTR(openx_rep, attr),
     I64(openx_rep, dirty),
@@ -333,7 +334,8 @@ static const struct field checksum_rep_f[] = {
 };
 static const struct field inval_event_f[] = {
     ID(inval_event, id),
-    U32M(inval_event, what, INVAL_ATTR | INVAL_DATA | INVAL_ENTRY | INVAL_MARKERS),
+    U32M(inval_event, what, INVAL_ATTR | INVAL_DATA | INVAL_ENTRY |
+                             INVAL_MARKERS | INVAL_RECALL | INVAL_LEASES_LOST),
     ID(inval_event, parent),
     NAMEOPT(inval_event, name),
 };
@@ -366,6 +368,7 @@ static const struct msg_desc write_req_d = MSG(write_req, NULL);
 static const struct msg_desc write_rep_d = MSG(write_rep, NULL);
 static const struct msg_desc fsync_req_d = MSG(fsync_req, NULL);
 static const struct msg_desc release_req_d = MSG(release_req, NULL);
+static const struct msg_desc lease_ack_req_d = MSG(lease_ack_req, NULL);
 static const struct msg_desc readdir_req_d = MSG(readdir_req, NULL);
 static const struct msg_desc readdir_rep_d = MSG(readdir_rep, readdir_rep_check);
 static const struct msg_desc statfs_req_d = MSG(statfs_req, NULL);
@@ -409,6 +412,7 @@ static const struct msg_desc *const msgs[OP__MAX][3] = {
     [OP_READDIR] = REQ_REP(&readdir_req_d, &readdir_rep_d),
     [OP_STATFS] = REQ_REP(&statfs_req_d, &statfs_rep_d),
     [OP_OPENX] = REQ_REP(&open_req_d, &openx_rep_d),
+    [OP_LEASE_ACK] = REQ_REP(&lease_ack_req_d, &empty_d),
     [OP_INODELK] = REQ_REP(&inodelk_req_d, &empty_d),
     [OP_ENTRYLK] = REQ_REP(&entrylk_req_d, &empty_d),
     [OP_XATTROP] = REQ_REP(&xattrop_req_d, &xattrop_rep_d),
@@ -419,7 +423,7 @@ static const struct msg_desc *const msgs[OP__MAX][3] = {
 
 uint32_t proto_op_version(uint16_t op)
 {
-    return op == OP_OPENX ? 2 : 1;
+    return op == OP_LEASE_ACK ? 3 : op == OP_OPENX ? 2 : 1;
 }
 
 static const char *const op_names[OP__MAX] = {
@@ -434,7 +438,7 @@ static const char *const op_names[OP__MAX] = {
     [OP_READ] = "READ",         [OP_WRITE] = "WRITE",
     [OP_FSYNC] = "FSYNC",       [OP_RELEASE] = "RELEASE",
     [OP_READDIR] = "READDIR",   [OP_STATFS] = "STATFS",
-    [OP_OPENX] = "OPENX",
+    [OP_OPENX] = "OPENX",       [OP_LEASE_ACK] = "LEASE_ACK",
     [OP_INODELK] = "INODELK",   [OP_ENTRYLK] = "ENTRYLK",
     [OP_XATTROP] = "XATTROP",   [OP_HEAL_LIST] = "HEAL_LIST",
     [OP_CHECKSUM] = "CHECKSUM", [OP_INVAL] = "INVAL",

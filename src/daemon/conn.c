@@ -99,6 +99,7 @@ static void conn_maybe_free(struct conn *c)
     /* An OPEN or CREATE_OPEN that was on the store when the connection
      * began closing pinned its object after begin_close() dropped the
      * pins: drop those too, or they and their objects leak (invariant 6). */
+    leases_conn_gone(srv, c);
     pins_drop_all(srv, &c->pins);
     list_del(&c->link);
     srv->nconns--;
@@ -150,6 +151,7 @@ static void begin_close(struct conn *c)
     c->reading = false;
     if (was == CONN_READY || was == CONN_DRAINING) {
         lockmgr_conn_gone(&c->srv->locks, c);
+        leases_conn_gone(c->srv, c); /* before the pins: it drops some */
         pins_drop_all(c->srv, &c->pins); /* as if every OPEN was RELEASEd */
         /* That client may go on changing things on the other bricks.  One
          * that never changed anything here (status, verify, a reader) or
@@ -309,14 +311,15 @@ void conn_flush_all(uv_prepare_t *h)
                                 flush_link));
 }
 
-int conn_send(struct conn *c, struct proto_hdr *h, uint32_t status,
-              const void *msg, void *tail_owned)
+int conn_encode(struct conn *c, struct proto_hdr *h, uint32_t status,
+                const void *msg, void *tail_owned, struct wreq **out)
 {
     size_t cap = tail_owned ? HEAD_CAP_TAIL : proto_encode_bound(h->op, h->kind);
     struct proto_bytes tail = {NULL, 0};
     struct wreq *wr;
     ssize_t n;
 
+    *out = NULL;
     if (c->state == CONN_CLOSING || c->fake) {
         free(tail_owned); /* nobody to send to */
         return c->fake ? 0 : -ENOTCONN;
@@ -338,12 +341,35 @@ int conn_send(struct conn *c, struct proto_hdr *h, uint32_t status,
     wr->tail_len = tail.len;
     wr->head_len = (uint32_t)n;
     wr->bytes = (size_t)n + tail.len;
+    *out = wr;
+    return 0;
+}
+
+void conn_queue(struct conn *c, struct wreq *wr)
+{
+    if (!wr)
+        return;
+    if (c->state == CONN_CLOSING) { /* it closed while the reply waited */
+        free(wr->tail);
+        free(wr);
+        return;
+    }
     list_add_tail(&c->outq, &wr->link);
     if (list_empty(&c->flush_link))
         list_add_tail(&c->srv->flushq, &c->flush_link);
     c->wq_bytes += wr->bytes;
     c->nwrites++;
-    return 0;
+}
+
+int conn_send(struct conn *c, struct proto_hdr *h, uint32_t status,
+              const void *msg, void *tail_owned)
+{
+    struct wreq *wr;
+    int rc = conn_encode(c, h, status, msg, tail_owned, &wr);
+
+    if (rc == 0)
+        conn_queue(c, wr);
+    return rc;
 }
 
 static void send_error(struct conn *c, const struct proto_hdr *req, int rc)
@@ -657,6 +683,7 @@ static struct conn *conn_alloc(struct server *srv)
     c->cid = ++srv->next_cid;
     list_init(&c->outq);
     list_init(&c->flush_link);
+    conn_leases_init(&c->leases);
     list_add_tail(&srv->conns, &c->link);
     srv->nconns++;
     return c;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "leases.h"
 #include "list.h"
 #include "pins.h"
 #include "replicafs/proto.h"
@@ -56,7 +57,10 @@ struct conn {
                                   uv_write (conn.c invariant 7) */
     struct list flush_link;    /* on srv->flushq while outq is not empty */
     struct pins pins;          /* objects OPEN here; dropped at close */
+    struct conn_leases leases; /* read leases held here (leases.c) */
 };
+
+struct wreq;
 
 /* Accept one pending connection on listener.  0 or -errno. */
 int conn_accept(struct server *srv, uv_stream_t *listener);
@@ -90,6 +94,13 @@ void conn_drain(struct conn *c);
  */
 int conn_send(struct conn *c, struct proto_hdr *h, uint32_t status,
               const void *msg, void *tail_owned);
+/* conn_send() in two steps, for a reply that must wait (req.c invariant
+ * 3): encode into *out (NULL when there is nobody to send to; 0 or -errno
+ * as conn_send), then queue it (NULL is a no-op; a closed connection
+ * frees it). */
+int conn_encode(struct conn *c, struct proto_hdr *h, uint32_t status,
+                const void *msg, void *tail_owned, struct wreq **out);
+void conn_queue(struct conn *c, struct wreq *wr);
 
 /* A dispatched request of `cost` frame bytes is finished (answered or
  * dropped): resume reading if under the limits; free c if it is closed and

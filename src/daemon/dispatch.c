@@ -24,7 +24,7 @@ static const op_handler handlers[OP__MAX] = {
     [OP_READDIR] = op_readdir,   [OP_STATFS] = op_statfs,
     [OP_INODELK] = op_inodelk,   [OP_ENTRYLK] = op_entrylk,
     [OP_XATTROP] = op_xattrop,   [OP_HEAL_LIST] = op_heal_list,
-    [OP_CHECKSUM] = op_checksum,
+    [OP_CHECKSUM] = op_checksum, [OP_LEASE_ACK] = op_lease_ack,
 };
 
 int dispatch_known(uint16_t op)

@@ -45,6 +45,7 @@
 
 #include "common/id.h"
 #include "common/log.h"
+#include "idhash.h"
 #include "ids.h"
 #include "store.h"
 
@@ -179,16 +180,7 @@ static void grow(struct ids *ids)
 
     if (!tab)
         return; /* keep the longer chains; still correct */
-    for (size_t i = 0; i < ids->nbuckets; i++) {
-        while (ids->tab[i]) {
-            struct obj *o = ids->tab[i];
-            size_t b = rfs_id_hash(&o->id) & (n - 1);
-
-            ids->tab[i] = o->hnext;
-            o->hnext = tab[b];
-            tab[b] = o;
-        }
-    }
+    IDHASH_REHASH(struct obj, ids->tab, ids->nbuckets, tab, n, hnext, id);
     free(ids->tab);
     ids->tab = tab;
     ids->nbuckets = n;

@@ -171,7 +171,7 @@ static void xop_finish(struct xop *x, int rc)
     if (rc == 0 && xattrop_pending_delta(m))
         /* Other clients cache who is blamed for this object: a read they
          * sent to a brick now blamed would return old bytes. */
-        server_inval(srv, x->r->c, &o->id, INVAL_MARKERS, NULL, NULL);
+        server_inval(srv, x->r->c, &o->id, INVAL_MARKERS, NULL, NULL, NULL);
     rep.suspect = srv->suspect.gen;
     if (x->mr) {
         x->mr->cb(x->mr, rc, &rep);

@@ -158,6 +158,13 @@ char *metrics_render(const struct metrics *m, size_t *len)
         srv->locks.nholds);
     one(&b, "replicafs_lock_waiters", "gauge", "Queued lock requests.",
         srv->locks.nwaiters);
+    one(&b, "replicafs_leases", "gauge", "Read leases held by clients.",
+        srv->leases.count);
+    one(&b, "replicafs_lease_recalls_total", "counter",
+        "Read leases recalled by a change.", srv->leases.recalled);
+    one(&b, "replicafs_lease_recalls_expired_total", "counter",
+        "Recalls not answered within the recall wait (the holder lost "
+        "every lease).", srv->leases.expired);
     one(&b, "replicafs_store_inflight", "gauge",
         "Disk operations in flight (io_uring and pool).", srv->st.inflight);
     if (b.oom) {

@@ -26,6 +26,7 @@ void op_openx(struct req *r);
 void op_readlink(struct req *r);
 void op_statfs(struct req *r);
 void op_release(struct req *r);
+void op_lease_ack(struct req *r);
 void op_lookup(struct req *r);
 /* ops_create.c */
 void op_mkdir(struct req *r);
@@ -175,9 +176,15 @@ bool xattrop_pending_delta(const struct xattrop_req *m);
 /* Is some MKDIR/CREATE/... of this brick making a name in dir right now
  * (ops_create.c invariant 4)? */
 bool ops_creating_in(struct server *srv, const struct rfs_id *dir);
-/* INVAL events to the other clients after a change (server.c). */
+/*
+ * INVAL events to the other clients after a change (server.c).  With
+ * recall_by (the change's request, its reply not yet sent), every read
+ * lease on id is recalled too, the changer's own included, and that reply
+ * waits until they are given back (leases.c).
+ */
 void server_inval(struct server *srv, const struct conn *except,
                   const struct rfs_id *id, uint32_t what,
-                  const struct rfs_id *parent, const char *name);
+                  const struct rfs_id *parent, const char *name,
+                  struct req *recall_by);
 
 #endif

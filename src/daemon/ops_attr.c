@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "conn.h"
+#include "leases.h"
 #include "ops.h"
 #include "pins.h"
 
@@ -37,6 +38,13 @@ void op_release(struct req *r)
     if (r->c)
         pins_drop(r->srv, &r->c->pins, id); /* -ENOENT: no pin, a hint */
     ids_cool(&r->srv->ids, id);
+    req_reply(r, 0, NULL);
+}
+
+void op_lease_ack(struct req *r)
+{
+    if (r->c)
+        leases_ack(r->srv, r->c, &REQ_MSG(r, lease_ack_req)->id);
     req_reply(r, 0, NULL);
 }
 
@@ -186,12 +194,19 @@ static void openx_obj_cb(struct get1 *g, struct obj *o)
 
 void op_openx(struct req *r)
 {
+    const struct open_req *m = REQ_MSG(r, open_req);
     struct op_openx *op = calloc(1, sizeof(*op));
 
     if (!op) {
         req_reply(r, -ENOMEM, NULL);
         return;
     }
+    /* Granted before the attributes are read: a change that ends while
+     * this runs recalls it (leases.c).  Refused, the INVAL says so ahead
+     * of the reply. */
+    if ((m->flags & OPEN_LEASE) && r->c && r->c->version >= 3 &&
+        leases_grant(r->srv, r->c, &m->id) < 0)
+        leases_refuse(r->srv, r->c, &m->id);
     get1_start(&op->g, r, &REQ_MSG(r, open_req)->id, openx_obj_cb);
 }
 
@@ -288,7 +303,7 @@ static void setattr_done(struct store_work *w)
         attr_from_statx(&rep.attr, &op->o->id, &op->stx);
         server_inval(op->r->srv, op->r->c, &op->o->id, INVAL_ATTR |
                      ((REQ_MSG(op->r, setattr_req)->valid & SETATTR_SIZE)
-                          ? INVAL_DATA : 0), NULL, NULL);
+                          ? INVAL_DATA : 0), NULL, NULL, op->r);
     }
     req_reply(op->r, op->rc, &rep);
     ids_put(&srv->ids, op->o);

@@ -156,7 +156,7 @@ static void new_reply(struct op_new *op, const struct rfs_id *id,
     crep.created = created;
     if (created)
         server_inval(srv, op->r->c, &op->parent->id, INVAL_ENTRY,
-                     &op->parent->id, op->name);
+                     &op->parent->id, op->name, NULL);
     new_untrack(op);
     o = ids_insert_take(&srv->ids, id, op->fd, op->type,
                         op->type != S_IFREG && op->type != S_IFDIR);

@@ -134,7 +134,7 @@ static void write_finish(struct op_write *op, int rc)
         attr_from_statx(&rep.attr, &op->o->id, &op->stx);
         srv->metrics.bytes_written += op->done;
         server_inval(srv, r->c, &op->o->id, INVAL_DATA | INVAL_ATTR, NULL,
-                     NULL);
+                     NULL, r);
     }
     if (op->o)
         ids_put(&srv->ids, op->o);

@@ -34,8 +34,10 @@
 
 #include "common/id.h"
 #include "common/log.h"
+#include "leases.h"
 #include "ops.h"
 #include "pins.h"
+#include "server.h"
 
 /* ---- LINK ---- */
 
@@ -57,7 +59,7 @@ static void link_finish(struct op_link *op, int rc)
 
     if (op->np && rc == 0)
         server_inval(srv, r->c, &op->o->id, INVAL_ATTR | INVAL_ENTRY,
-                     &op->np->id, m->newname);
+                     &op->np->id, m->newname, NULL);
     if (op->np)
         ids_put(&srv->ids, op->np);
     if (rc == 0) {
@@ -208,6 +210,24 @@ static void idsdrop_stat_cb(struct store_op *sop, int res)
         return;
     }
     o = cached(srv, &d->id);
+    if (d->type == S_IFREG && leases_held(srv, &d->id)) {
+        /* Opens served from a read lease hold no pin: the leases pin it
+         * until each holder has OPENed what it has open (leases.c). */
+        if (!o) {
+            int fd = fcntl(d->fd, F_DUPFD_CLOEXEC, 0);
+
+            o = fd >= 0 ? ids_insert_take(&srv->ids, &d->id, fd, S_IFREG,
+                                          false)
+                        : NULL;
+            if (o)
+                ids_ref(o);
+        }
+        if (o)
+            leases_pin(srv, &d->id, o);
+        else
+            log_warn("leases: cannot keep an unlinked file for its "
+                     "lease holders: %s", d->idpath);
+    }
     kept = pins_orphan(srv, o, true, idsdrop_kept_cb, d); /* rule 4 */
     if (o)
         ids_put(&srv->ids, o);
@@ -261,7 +281,8 @@ static void unlink_finish(struct op_unlink *op, int rc)
 
     if (rc == 0)
         server_inval(srv, r->c, &op->p.id, INVAL_ATTR | INVAL_ENTRY,
-                     &op->parent->id, REQ_MSG(r, unlink_req)->name);
+                     &op->parent->id, REQ_MSG(r, unlink_req)->name,
+                     op->rmdir ? NULL : r);
     if (op->fd >= 0)
         store_close_fd(&srv->st, op->fd);
     ids_put(&srv->ids, op->parent);
@@ -452,8 +473,12 @@ static void rename_finish(struct op_rename *op, int rc)
     const struct rename_req *m = REQ_MSG(r, rename_req);
 
     if (rc == 0) {
-        server_inval(srv, r->c, &op->sid, INVAL_ENTRY, &op->sp->id, m->name);
-        server_inval(srv, r->c, &op->sid, INVAL_ENTRY, &op->dp->id, m->newname);
+        server_inval(srv, r->c, &op->sid, INVAL_ENTRY, &op->sp->id, m->name,
+                     NULL);
+        server_inval(srv, r->c, &op->sid, INVAL_ENTRY, &op->dp->id, m->newname,
+                     NULL);
+        if (op->victim) /* its opens from a lease must end */
+            server_inval(srv, r->c, &op->vid, INVAL_ATTR, NULL, NULL, r);
     }
     if (op->sfd >= 0)
         store_close_fd(&srv->st, op->sfd);

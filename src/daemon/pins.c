@@ -50,6 +50,7 @@
 
 #include "common/id.h"
 #include "common/log.h"
+#include "idhash.h"
 #include "ids.h"
 #include "ops.h"
 #include "pins.h"
@@ -150,16 +151,7 @@ static int grow(struct pins *p)
 
     if (!tab)
         return p->nbuckets ? 0 : -ENOMEM; /* longer chains are still right */
-    for (size_t i = 0; i < p->nbuckets; i++) {
-        while (p->tab[i]) {
-            struct pin *x = p->tab[i];
-            size_t b = rfs_id_hash(&x->o->id) & (n - 1);
-
-            p->tab[i] = x->next;
-            x->next = tab[b];
-            tab[b] = x;
-        }
-    }
+    IDHASH_REHASH(struct pin, p->tab, p->nbuckets, tab, n, next, o->id);
     free(p->tab);
     p->tab = tab;
     p->nbuckets = n;

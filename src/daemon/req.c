@@ -6,6 +6,10 @@
  *     or req_drop(), which frees it and tells the connection (flow control,
  *     graceful stop, freeing a closed connection all hang on that).
  *  2. Metrics count a request when it is answered, with its latency.
+ *  3. A change that recalled read leases (r->recalls > 0) is answered with
+ *     its reply encoded at once but held, and sent (and r freed) when the
+ *     last recalled lease is gone (leases.c invariant 2).  The latency
+ *     metric does not count the wait: it is the holders', not the disk's.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -74,12 +78,30 @@ void req_reply_tail(struct req *r, int rc, const void *rep, void *tail_owned)
         free(tail_owned);
         tail_owned = NULL;
     }
-    src = conn_send(r->c, &h, proto_status_from_errno(rc), rep, tail_owned);
+    src = conn_encode(r->c, &h, proto_status_from_errno(rc), rep, tail_owned,
+                      &r->held);
     if (src < 0 && src != -ENOTCONN && rc == 0) {
         /* The reply does not encode (a bug or -ENOMEM): say so instead. */
         log_warn("%s reply not sent: %d", proto_op_name(r->hdr.op), src);
-        conn_send(r->c, &h, proto_status_from_errno(src), NULL, NULL);
+        conn_encode(r->c, &h, proto_status_from_errno(src), NULL, NULL,
+                    &r->held);
     }
+    if (r->recalls > 0)
+        return; /* invariant 3: req_recall_done() sends it */
+    conn_queue(r->c, r->held);
+    req_free(r);
+}
+
+void req_recall_wait(struct req *r)
+{
+    r->recalls++;
+}
+
+void req_recall_done(struct req *r)
+{
+    if (--r->recalls > 0 || !r->held)
+        return; /* more to wait for, or not answered yet */
+    conn_queue(r->c, r->held);
     req_free(r);
 }
 

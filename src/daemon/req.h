@@ -13,6 +13,7 @@
 
 struct conn;
 struct server;
+struct wreq;
 
 struct req {
     struct conn *c;            /* borrowed; c->nreqs counts this request */
@@ -21,6 +22,10 @@ struct req {
     uint8_t *frame;            /* owned or NULL: keeps WRITE data alive */
     size_t cost;               /* frame bytes charged to the connection */
     uint64_t t0;               /* uv_hrtime() at dispatch */
+    unsigned recalls;          /* leases this change recalled, not yet
+                                  given back (leases.c) */
+    struct wreq *held;         /* owned: the reply, encoded, waiting for
+                                  recalls to reach 0 */
     max_align_t msg[];         /* decoded request: proto_msg_size(op) */
 };
 
@@ -34,6 +39,11 @@ void req_reply(struct req *r, int rc, const void *rep);
 void req_reply_tail(struct req *r, int rc, const void *rep, void *tail_owned);
 /* Finish r without a reply (its connection closed).  Frees r. */
 void req_drop(struct req *r);
+/* r's reply must wait for one more recalled lease (leases.c). */
+void req_recall_wait(struct req *r);
+/* One recalled lease is gone: at the last, a held reply goes out and r is
+ * freed. */
+void req_recall_done(struct req *r);
 
 /* The request body, typed. */
 #define REQ_MSG(r, type) ((const struct type *)(const void *)(r)->msg)

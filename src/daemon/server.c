@@ -160,6 +160,7 @@ int server_init(struct server *srv, uv_loop_t *loop,
     uv_signal_init(loop, &srv->sigterm);
     uv_signal_init(loop, &srv->sigint);
     uv_timer_init(loop, &srv->stop_timer);
+    leases_init(&srv->leases, loop, 0);
     uv_prepare_init(loop, &srv->flush);
     srv->sigterm.data = srv->sigint.data = srv->stop_timer.data = srv;
     srv->flush.data = srv;
@@ -224,6 +225,7 @@ static void finish(struct server *srv)
         uv_close((uv_handle_t *)&srv->sigterm, NULL);
         uv_close((uv_handle_t *)&srv->sigint, NULL);
         uv_close((uv_handle_t *)&srv->flush, NULL);
+        leases_close(&srv->leases);
         srv->handles_ok = false;
     }
     ids_fini(&srv->ids); /* closes cached fds synchronously */
@@ -277,15 +279,17 @@ void server_fini(struct server *srv)
         finish(srv);
     }
     lockmgr_fini(&srv->locks);
+    leases_fini(&srv->leases);
     memset(srv->vol.key, 0, sizeof(srv->vol.key));
 }
 
 void server_inval(struct server *srv, const struct conn *except,
                   const struct rfs_id *id, uint32_t what,
-                  const struct rfs_id *parent, const char *name)
+                  const struct rfs_id *parent, const char *name,
+                  struct req *recall_by)
 {
     struct proto_hdr h = {.op = OP_INVAL, .kind = PROTO_EVENT, .reqid = 0};
-    struct inval_event ev = {.id = *id, .what = what};
+    struct inval_event ev = {.id = *id};
     struct list *pos, *tmp;
 
     if (parent)
@@ -294,15 +298,27 @@ void server_inval(struct server *srv, const struct conn *except,
         snprintf(ev.name, sizeof(ev.name), "%s", name);
     list_for_each_safe(pos, tmp, &srv->conns) {
         struct conn *c = container_of(pos, struct conn, link);
+        bool recall;
 
-        if (c == except || c->state != CONN_READY || c->fake)
+        if (c->state != CONN_READY || c->fake)
             continue;
-        if (c->wq_bytes >= srv->max_bytes) {
+        /* The changer's own lease goes too (it may have opened the file
+         * from it): it hears only the recall, and its reply need not wait
+         * for the answer, since the recall reaches it first on the same
+         * connection. */
+        recall = recall_by &&
+                 leases_recall(srv, c == except ? NULL : recall_by, c, id);
+        if (c == except && !recall)
+            continue;
+        if (c != except && c->wq_bytes >= srv->max_bytes) {
             /* It does not read: a lost invalidation would leave its cache
              * stale, so it must reconnect (and drop its cache) instead. */
             conn_close(c, "too slow to take invalidations");
             continue;
         }
+        ev.what = c == except ? 0 : what;
+        if (recall)
+            ev.what |= INVAL_RECALL;
         conn_send(c, &h, 0, &ev, NULL);
     }
 }

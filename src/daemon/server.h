@@ -15,6 +15,7 @@
 #include "common/config.h"
 #include "healidx.h"
 #include "ids.h"
+#include "leases.h"
 #include "list.h"
 #include "locks.h"
 #include "metrics.h"
@@ -50,6 +51,7 @@ struct server {
     struct ids ids;
     struct lockmgr locks;
     struct healidx heal;
+    struct leases leases;          /* read leases (leases.c) */
     struct metrics metrics;
     uv_tcp_t listener;             /* closed by server_stop() */
     bool listening;

@@ -28,6 +28,7 @@ struct mount_opts {
     unsigned prefer_brick;    /* 0: none */
     unsigned readahead_kb;    /* 0: the kernel's own (128 KiB) */
     bool self_heal;           /* run heal in the background (selfheal.c) */
+    bool no_leases;           /* every open asks the bricks */
     enum log_level log_level;
     struct fuse_args fargs;   /* owned: argv for fuse_session_new() */
 };

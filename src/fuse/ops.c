@@ -32,7 +32,9 @@
  *     must never show "no such file" to a reader, tests/integration/
  *     rename_atomic.sh).
  *  5. An open keeps the kernel's cached pages (keep_cache) only when the
- *     size and times a good brick gives now equal those the kernel was
+ *     size and times a good brick gives now (or, for an open answered
+ *     from a read lease, gave when the lease was granted: nothing has
+ *     changed since, client/volume_int.h) equal those the kernel was
  *     last told (inotab kstamp) and no invalidation of the inode waits in
  *     notify.c's queue (its invariant 4: until then the kernel may hold
  *     less than it was told); otherwise the pages are dropped and the

@@ -26,7 +26,7 @@ import json, sys
 d = json.loads(sys.argv[1])
 assert d["state"] == "healthy" and d["replica"] == 3, d
 assert [b["brick"] for b in d["bricks"]] == [1, 2, 3], d
-assert all(b["up"] and b["protocol"] == 2 and b["free_bytes"] > 0 and
+assert all(b["up"] and b["protocol"] == 3 and b["free_bytes"] > 0 and
            b["heal_entries"] == 0 for b in d["bricks"]), d
 PY
 

@@ -19,7 +19,7 @@ protocols() {
     "$RFS_BIN_DIR/replicafs" status --volume "$VOL" --json |
         python3 -c 'import json,sys; print(" ".join(str(b["protocol"]) for b in json.load(sys.stdin)["bricks"]))'
 }
-[ "$(protocols)" = "2 1 2" ] || fail "status says protocols '$(protocols)', want '2 1 2'"
+[ "$(protocols)" = "3 1 3" ] || fail "status says protocols '$(protocols)', want '3 1 3'"
 
 log "write on A, read on B, rewrite, unlink while open"
 python3 - "$A" "$B" <<'PY' || fail "file operations with a protocol 1 brick"
@@ -60,6 +60,6 @@ brick_start 2
 wait_for 30 brick_seen_up mA 2 2 || fail "mA did not see brick 2 again"
 wait_for 30 brick_seen_up mB 2 2 || fail "mB did not see brick 2 again"
 "$RFS_BIN_DIR/replicafs" heal --volume "$VOL" --wait >/dev/null || fail "heal"
-[ "$(protocols)" = "2 2 2" ] || fail "status says protocols '$(protocols)' after the upgrade"
+[ "$(protocols)" = "3 3 3" ] || fail "status says protocols '$(protocols)' after the upgrade"
 [ "$(cat "$B/up/3f/a1/f7")" = new ] || fail "f7 after the upgrade"
 log PASS

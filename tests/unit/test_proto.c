@@ -69,6 +69,7 @@ static struct write_req m_write_req;
 static struct write_rep m_write_rep;
 static struct fsync_req m_fsync_req;
 static struct release_req m_release_req;
+static struct lease_ack_req m_lease_ack_req;
 static struct readdir_req m_readdir_req;
 static struct readdir_rep m_readdir_rep;
 static struct statfs_req m_statfs_req;
@@ -190,6 +191,8 @@ static struct sample samples[] = {
     S(OP_OPEN, PROTO_REPLY, m_attr_rep, attr_rep, -1, 0, NOTXT),
     S(OP_OPENX, PROTO_REQ, m_open_req, open_req, -1, 0, NOTXT),
     S(OP_OPENX, PROTO_REPLY, m_openx_rep, openx_rep, -1, 0, NOTXT),
+    S(OP_LEASE_ACK, PROTO_REQ, m_lease_ack_req, lease_ack_req, -1, 0, NOTXT),
+    EMPTY(OP_LEASE_ACK),
     S(OP_READ, PROTO_REQ, m_read_req, read_req, -1, 0, NOTXT),
     S(OP_READ, PROTO_REPLY, m_read_rep, read_rep,
       (long)offsetof(struct read_rep, data), 0, NOTXT),
@@ -301,7 +304,7 @@ static void fill_samples(void)
     fill_id(&m_readlink_req.id);
     strcpy(m_readlink_rep.target, "/abs/readlink/target");
     fill_id(&m_open_req.id);
-    m_open_req.flags = O_RDWR;
+    m_open_req.flags = O_RDONLY | OPEN_LEASE;
     fill_id(&m_read_req.id);
     m_read_req.offset = nx();
     m_read_req.size = PROTO_MAX_IO;
@@ -314,6 +317,7 @@ static void fill_samples(void)
     fill_id(&m_fsync_req.id);
     m_fsync_req.datasync = 1;
     fill_id(&m_release_req.id);
+    fill_id(&m_lease_ack_req.id);
     fill_id(&m_readdir_req.id);
     m_readdir_req.cookie = nx();
     m_readdir_req.max_bytes = PROTO_READDIR_MAX;
@@ -390,7 +394,8 @@ static void fill_samples(void)
     fill_raw(csum_bytes, sizeof(csum_bytes));
     set_bytes(&m_checksum_rep.sums, csum_bytes, sizeof(csum_bytes));
     fill_id(&m_inval_event.id);
-    m_inval_event.what = INVAL_ATTR | INVAL_DATA | INVAL_ENTRY | INVAL_MARKERS;
+    m_inval_event.what = INVAL_ATTR | INVAL_DATA | INVAL_ENTRY | INVAL_MARKERS |
+                         INVAL_RECALL;
     fill_id(&m_inval_event.parent);
     strcpy(m_inval_event.name, "inval-name");
 }
@@ -502,7 +507,7 @@ Test(proto, samples_cover_every_message)
             cr_assert(covered, "op %u kind %u has no sample", op, k);
         }
     cr_assert_eq((size_t)found, NSAMPLES);
-    cr_assert_eq(NSAMPLES, 57); /* 28 ops x req+reply, plus INVAL */
+    cr_assert_eq(NSAMPLES, 59); /* 29 ops x req+reply, plus INVAL */
 }
 
 Test(proto, msg_size_mapping)
@@ -1065,7 +1070,9 @@ Test(proto, u32_limits)
     LIMIT(OP_HELLO, PROTO_REPLY, m_hello_rep, hello_rep, brick, 8, 0);
     LIMIT(OP_HELLO, PROTO_REPLY, m_hello_rep, hello_rep, brick, 8,
           PROTO_MAX_BRICKS + 1);
-    LIMIT(OP_INVAL, PROTO_EVENT, m_inval_event, inval_event, what, 16, 16);
+    LIMIT(OP_INVAL, PROTO_EVENT, m_inval_event, inval_event, what, 16,
+          INVAL_LEASES_LOST << 1);
+    LIMIT(OP_OPENX, PROTO_REQ, m_open_req, open_req, flags, 16, 0x80000000u);
     LIMIT(OP_READDIR, PROTO_REPLY, m_readdir_rep, readdir_rep, eof, 4 + 8, 2);
     LIMIT(OP_READDIR, PROTO_REPLY, m_readdir_rep, readdir_rep, count, 4 + 12, 4);
     LIMIT(OP_READDIR, PROTO_REPLY, m_readdir_rep, readdir_rep, count, 4 + 12, 6);
