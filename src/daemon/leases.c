@@ -38,6 +38,10 @@
  *     dropped when the lease goes.
  *  5. A lease being recalled is not granted again (-EBUSY): the holder's
  *     LEASE_ACK would free the new grant with the old one.
+ *  6. A connection holds at most `cap` leases that are not being recalled:
+ *     a grant beyond that recalls its oldest one (a recall like any other,
+ *     only no change waits for it).  With as many again unanswered, it is
+ *     refused.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -70,11 +74,13 @@ struct lease {
 
 static void timer_cb(uv_timer_t *t);
 
-void leases_init(struct leases *ls, uv_loop_t *loop, unsigned wait_ms)
+void leases_init(struct leases *ls, uv_loop_t *loop, unsigned wait_ms,
+                 size_t cap)
 {
     memset(ls, 0, sizeof(*ls));
     list_init(&ls->recalling);
     ls->wait_ms = wait_ms ? wait_ms : LEASE_RECALL_WAIT_MS;
+    ls->cap = cap ? cap : LEASE_MAX_PER_CONN;
     if (loop) {
         uv_timer_init(loop, &ls->timer);
         ls->timer_ok = true;
@@ -159,32 +165,6 @@ static void lease_free(struct server *srv, struct lease *l)
     free(l);
 }
 
-int leases_grant(struct server *srv, struct conn *c, const struct rfs_id *id)
-{
-    struct leases *ls = &srv->leases;
-    struct lease *l = find(ls, c, id);
-
-    if (l)
-        return l->recall_ms ? -EBUSY : 0; /* invariant 5 */
-    if (c->leases.count >= LEASE_MAX_PER_CONN)
-        return -ENOSPC;
-    if (ls->count >= ls->nbuckets && grow(ls) < 0)
-        return -ENOMEM;
-    l = calloc(1, sizeof(*l));
-    if (!l)
-        return -ENOMEM;
-    l->id = *id;
-    l->c = c;
-    list_init(&l->rlink);
-    list_add_tail(&c->leases.all, &l->clink);
-    c->leases.count++;
-    l->hnext = *chain(ls, id);
-    *chain(ls, id) = l;
-    ls->count++;
-    ls->granted++;
-    return 0;
-}
-
 static void send_what(struct conn *c, const struct rfs_id *id, uint32_t what)
 {
     struct proto_hdr h = {.op = OP_INVAL, .kind = PROTO_EVENT, .reqid = 0};
@@ -215,6 +195,20 @@ static void arm(struct leases *ls)
     uv_timer_start(&ls->timer, timer_cb, due > now ? due - now : 0, 0);
 }
 
+/* Invariant 1's recall state, entered once. */
+static void start_recall(struct leases *ls, struct lease *l)
+{
+    if (l->recall_ms)
+        return;
+    l->recall_ms = ls->timer_ok ? uv_now(ls->timer.loop) : 1;
+    if (!l->recall_ms)
+        l->recall_ms = 1;
+    list_add_tail(&ls->recalling, &l->rlink);
+    ls->recalled++;
+    if (ls->recalling.next == &l->rlink)
+        arm(ls);
+}
+
 bool leases_recall(struct server *srv, struct req *r, struct conn *c,
                    const struct rfs_id *id)
 {
@@ -224,15 +218,7 @@ bool leases_recall(struct server *srv, struct req *r, struct conn *c,
 
     if (!l)
         return false;
-    if (!l->recall_ms) {
-        l->recall_ms = ls->timer_ok ? uv_now(ls->timer.loop) : 1;
-        if (!l->recall_ms)
-            l->recall_ms = 1;
-        list_add_tail(&ls->recalling, &l->rlink);
-        ls->recalled++;
-        if (ls->recalling.next == &l->rlink)
-            arm(ls);
-    }
+    start_recall(ls, l);
     if (!r)
         return true;
     w = malloc(sizeof(*w));
@@ -249,6 +235,48 @@ bool leases_recall(struct server *srv, struct req *r, struct conn *c,
     l->waiters = w;
     req_recall_wait(r);
     return true;
+}
+
+int leases_grant(struct server *srv, struct conn *c, const struct rfs_id *id)
+{
+    struct leases *ls = &srv->leases;
+    struct lease *l = find(ls, c, id);
+
+    if (l)
+        return l->recall_ms ? -EBUSY : 0; /* invariant 5 */
+    if (c->leases.count >= ls->cap) {
+        /* Invariant 6: make room by recalling its oldest lease. */
+        struct list *pos;
+
+        for (pos = c->leases.all.next; pos != &c->leases.all;
+             pos = pos->next) {
+            struct lease *old = container_of(pos, struct lease, clink);
+
+            if (!old->recall_ms) {
+                start_recall(ls, old);
+                send_what(c, &old->id, INVAL_RECALL);
+                ls->evicted++;
+                break;
+            }
+        }
+        if (c->leases.count >= 2 * ls->cap)
+            return -ENOSPC; /* it does not answer its recalls */
+    }
+    if (ls->count >= ls->nbuckets && grow(ls) < 0)
+        return -ENOMEM;
+    l = calloc(1, sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    l->id = *id;
+    l->c = c;
+    list_init(&l->rlink);
+    list_add_tail(&c->leases.all, &l->clink);
+    c->leases.count++;
+    l->hnext = *chain(ls, id);
+    *chain(ls, id) = l;
+    ls->count++;
+    ls->granted++;
+    return 0;
 }
 
 void leases_ack(struct server *srv, struct conn *c, const struct rfs_id *id)

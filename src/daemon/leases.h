@@ -22,7 +22,8 @@ struct req;
 struct obj;
 
 #define LEASE_RECALL_WAIT_MS 1000u  /* W: longest a change waits for one */
-#define LEASE_MAX_PER_CONN 65536u   /* leases one connection may hold */
+#define LEASE_MAX_PER_CONN 65536u   /* default cap per connection
+                                       (RFS_LEASE_CAP) */
 
 struct lease;
 
@@ -35,7 +36,8 @@ struct leases {                 /* embedded in struct server */
     uv_timer_t timer;           /* the oldest recall's deadline */
     bool timer_ok;
     unsigned wait_ms;           /* W */
-    uint64_t granted, recalled, acked, expired; /* for metrics and tests */
+    size_t cap;                 /* leases per connection (invariant 6) */
+    uint64_t granted, recalled, acked, expired, evicted; /* metrics */
 };
 
 struct conn_leases {            /* embedded in struct conn */
@@ -43,7 +45,9 @@ struct conn_leases {            /* embedded in struct conn */
     size_t count;
 };
 
-void leases_init(struct leases *ls, uv_loop_t *loop, unsigned wait_ms);
+/* wait_ms 0: LEASE_RECALL_WAIT_MS; cap 0: LEASE_MAX_PER_CONN. */
+void leases_init(struct leases *ls, uv_loop_t *loop, unsigned wait_ms,
+                 size_t cap);
 /* Stop and close the timer (server stop); the table stays. */
 void leases_close(struct leases *ls);
 /* Free the table; every connection's leases must be gone. */
@@ -54,9 +58,11 @@ void conn_leases_init(struct conn_leases *cl);
  * OPENX with OPEN_LEASE: c may serve opens of id from its memory until
  * recalled.  Called when the request is dispatched, before the object's
  * attributes are read, so a change that ends while the OPENX runs recalls
- * it.  0 granted (or already held); -EBUSY (a recall of it is under way:
- * the client gives it back first), -ENOSPC (cap), -ENOMEM.  The caller
- * tells the client a refusal with leases_refuse().
+ * it.  At the cap, the connection's oldest lease is recalled to make room.
+ * 0 granted (or already held); -EBUSY (a recall of it is under way: the
+ * client gives it back first), -ENOSPC (twice the cap, its recalls
+ * unanswered), -ENOMEM.  The caller tells the client a refusal with
+ * leases_refuse().
  */
 int leases_grant(struct server *srv, struct conn *c, const struct rfs_id *id);
 /* Say "no lease on id" to c: an INVAL with INVAL_RECALL, sent before the

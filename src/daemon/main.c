@@ -340,6 +340,8 @@ int main(int argc, char **argv)
     o.max_reqs = a.max_reqs;
     o.ring_metadata = a.ring_metadata;
     o.protocol_max = a.protocol_max;
+    env = getenv("RFS_LEASE_CAP");
+    o.lease_cap = env ? strtoul(env, NULL, 10) : 0;
     o.dir = dir;
     o.vol = &vol;
     o.brick = a.brick;

@@ -165,6 +165,9 @@ char *metrics_render(const struct metrics *m, size_t *len)
     one(&b, "replicafs_lease_recalls_expired_total", "counter",
         "Recalls not answered within the recall wait (the holder lost "
         "every lease).", srv->leases.expired);
+    one(&b, "replicafs_lease_evictions_total", "counter",
+        "Leases recalled to keep a connection under its cap.",
+        srv->leases.evicted);
     one(&b, "replicafs_store_inflight", "gauge",
         "Disk operations in flight (io_uring and pool).", srv->st.inflight);
     if (b.oom) {

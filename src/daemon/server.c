@@ -160,7 +160,7 @@ int server_init(struct server *srv, uv_loop_t *loop,
     uv_signal_init(loop, &srv->sigterm);
     uv_signal_init(loop, &srv->sigint);
     uv_timer_init(loop, &srv->stop_timer);
-    leases_init(&srv->leases, loop, 0);
+    leases_init(&srv->leases, loop, 0, o->lease_cap);
     uv_prepare_init(loop, &srv->flush);
     srv->sigterm.data = srv->sigint.data = srv->stop_timer.data = srv;
     srv->flush.data = srv;

@@ -39,6 +39,7 @@ struct server_opts {
     size_t max_bytes;              /* 0: SERVER_MAX_BYTES */
     bool ring_metadata;            /* metadata calls through io_uring too */
     unsigned protocol_max;         /* highest version to agree on; 0: ours */
+    size_t lease_cap;              /* read leases per connection; 0: default */
 };
 
 struct server {

@@ -10,6 +10,7 @@
  */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@ static const struct rfs_id ROOT = {0, 1};
 /* What H saw, in order: 'R' a recall, 'L' leases lost, 'X' an OPENX reply. */
 static char seen[64];
 static size_t nseen;
+static struct rfs_id recalled; /* the id of the last recall */
 static bool ack_recalls; /* H answers each recall at once */
 
 static void note(char c)
@@ -53,6 +55,7 @@ static void holder_event(struct brick_conn *bc, uint16_t op, const void *msg,
         struct lease_ack_req ack = {.id = ev->id};
 
         note('R');
+        recalled = ev->id;
         if (ack_recalls)
             cr_assert_eq(brick_call(bc, OP_LEASE_ACK, &ack, ignore_cb, NULL),
                          0);
@@ -91,6 +94,15 @@ static void teardown(void)
 }
 
 TestSuite(lease, .init = setup, .fini = teardown, .timeout = 60);
+
+/* A brick whose connections may hold 2 leases each (RFS_LEASE_CAP). */
+static void setup_cap2(void)
+{
+    setenv("RFS_LEASE_CAP", "2", 1);
+    setup();
+}
+
+TestSuite(lease_cap, .init = setup_cap2, .fini = teardown, .timeout = 60);
 
 static void make_file(const char *name, struct rfs_id *id)
 {
@@ -204,4 +216,36 @@ Test(lease, an_unlinked_leased_file_waits_for_the_holders_open)
     cr_assert_eq(got, 2);
     cr_assert_eq(memcmp(buf, "v1", 2), 0);
     IT_RC(it_lookup(W, &ROOT, "u", NULL), -ENOENT);
+}
+
+/* Past its cap a connection's oldest lease is recalled to make room, before
+ * the reply of the OPENX that asked for the new one. */
+Test(lease_cap, the_oldest_lease_makes_room)
+{
+    struct rfs_id a, b, c;
+    struct open_req q = {.flags = O_RDONLY | OPEN_LEASE};
+    struct openx_rep rep;
+    struct lease_ack_req ack;
+
+    IT_OK(it_create(W, &ROOT, "a", CREATE_EXCL, &a, NULL));
+    IT_OK(it_create(W, &ROOT, "b", CREATE_EXCL, &b, NULL));
+    IT_OK(it_create(W, &ROOT, "c", CREATE_EXCL, &c, NULL));
+    take_lease(&a);
+    take_lease(&b);
+    cr_assert_str_eq(seen, "", "H saw '%s' under its cap", seen);
+    q.id = c;
+    IT_OK(brick_call_sync(H, OP_OPENX, &q, &rep, NULL));
+    note('X');
+    cr_assert_str_eq(seen, "RX", "H saw '%s'", seen);
+    cr_assert(rfs_id_eq(&recalled, &a), "the recall was not for the oldest");
+    ack.id = a;
+    IT_OK(brick_call_sync(H, OP_LEASE_ACK, &ack, NULL, NULL));
+    /* b and c are held: a write of b recalls it, a write of a does not. */
+    nseen = 0;
+    seen[0] = 0;
+    ack_recalls = true;
+    timed_write(&a, "x");
+    cr_assert_str_eq(seen, "", "a is still leased: H saw '%s'", seen);
+    timed_write(&b, "x");
+    cr_assert_str_eq(seen, "R", "b is not leased: H saw '%s'", seen);
 }
