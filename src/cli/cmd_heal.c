@@ -34,6 +34,7 @@
 #include "cli/cli.h"
 #include "client/heal.h"
 #include "common/auth.h"
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/id.h"
 
@@ -54,14 +55,6 @@ struct suspects {
     uint32_t clean;                 /* bricks known clean now */
     uint32_t cleared;               /* bricks this run cleared */
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static const char *type_name(uint32_t t)
 {
@@ -461,7 +454,7 @@ int cmd_heal(int argc, char **argv)
         code = do_list(h, json);
         goto out;
     }
-    t0 = now_s();
+    t0 = mono_s();
     for (;;) {
         uint64_t before = st.healed + st.entries_created + st.entries_removed +
                           st.entries_linked;
@@ -501,11 +494,11 @@ int cmd_heal(int argc, char **argv)
                 print_result(&st, &left, &su, nb,
                              nb - (unsigned)__builtin_popcount(
                                       healer_up_mask(h)),
-                             passes, now_s() - t0, json);
+                             passes, mono_s() - t0, json);
                 fflush(stdout);
                 memset(&st, 0, sizeof(st));
                 su.cleared = 0;
-                t0 = now_s();
+                t0 = mono_s();
             } else if (!resettle) {
                 /* Nothing healed: wait until a brick comes or goes (only
                  * then can more be healed), or a minute, before the next
@@ -526,7 +519,7 @@ int cmd_heal(int argc, char **argv)
             break;
         }
         if (wait) {
-            if (now_s() - t0 > timeout_s)
+            if (mono_s() - t0 > timeout_s)
                 break;
             if (before == st.healed + st.entries_created +
                               st.entries_removed + st.entries_linked)
@@ -539,7 +532,7 @@ int cmd_heal(int argc, char **argv)
             break;
     }
     down = nb - (unsigned)__builtin_popcount(healer_up_mask(h));
-    print_result(&st, &left, &su, nb, down, passes, now_s() - t0, json);
+    print_result(&st, &left, &su, nb, down, passes, mono_s() - t0, json);
     code = left.pending || left.split_brain || down
                ? CLI_EXIT_DEGRADED
                : CLI_EXIT_OK;

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "common/clock.h"
 #include "common/auth.h"
 #include "common/config.h"
 #include "replicafs/client.h"
@@ -32,14 +33,6 @@ struct brick_status {
     int suspect; /* 1 yes, 0 no, -1 unknown (a brick without the field) */
 };
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static void wake_cb(uv_timer_t *t)
 {
     (void)t; /* only ends uv_run(UV_RUN_ONCE) */
@@ -51,12 +44,12 @@ static void wake_cb(uv_timer_t *t)
 static void wait_all(uv_loop_t *loop, struct brick_status *bs, unsigned n,
                      unsigned timeout_ms)
 {
-    uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
+    uint64_t deadline = mono_us() + (uint64_t)timeout_ms * 1000u;
     uv_timer_t t;
 
     uv_timer_init(loop, &t);
     uv_timer_start(&t, wake_cb, 20, 20);
-    while (now_us() < deadline) {
+    while (mono_us() < deadline) {
         unsigned settled = 0;
         for (unsigned i = 0; i < n; i++)
             settled += brick_conn_state(bs[i].bc) == BRICK_UP ||
@@ -89,7 +82,7 @@ static int count_heal_entries(struct brick_conn *bc, uint64_t *out)
 
 static void probe(struct brick_status *b)
 {
-    struct ping_req preq = {.stamp = now_us()};
+    struct ping_req preq = {.stamp = mono_us()};
     struct ping_rep prep;
     struct statfs_req freq = {0};
     int rc;
@@ -119,7 +112,7 @@ static void probe(struct brick_status *b)
         b->error = rc;
         return;
     }
-    b->rtt_us = now_us() - preq.stamp;
+    b->rtt_us = mono_us() - preq.stamp;
 }
 
 static const char *volume_state(const struct brick_status *bs, unsigned n,

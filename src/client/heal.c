@@ -78,6 +78,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/id.h"
 #include "heal.h"
@@ -173,14 +174,6 @@ static void crash_point(const char *name)
         _exit(137);
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static bool up(const struct healer *h, unsigned b)
 {
     return h->bc[b] && brick_conn_state(h->bc[b]) == BRICK_UP;
@@ -235,10 +228,10 @@ int healer_new(uv_loop_t *loop, const struct vol_config *vol,
     }
     /* Wait until every brick is up or has failed once: a refused brick must
      * not make the admin wait for the timeout. */
-    deadline = now_ms() + timeout_ms;
+    deadline = mono_ms() + timeout_ms;
     uv_timer_init(loop, &t);
     uv_timer_start(&t, wake_cb, 20, 20);
-    while (now_ms() < deadline) {
+    while (mono_ms() < deadline) {
         unsigned settled = 0;
 
         for (unsigned b = 0; b < h->n; b++)
@@ -263,12 +256,12 @@ undo_conns:
 
 void healer_idle(struct healer *h, unsigned ms)
 {
-    uint64_t deadline = now_ms() + ms;
+    uint64_t deadline = mono_ms() + ms;
     uv_timer_t t;
 
     uv_timer_init(h->loop, &t);
     uv_timer_start(&t, wake_cb, 50, 50);
-    while (now_ms() < deadline)
+    while (mono_ms() < deadline)
         uv_run(h->loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&t, NULL);
     uv_run(h->loop, UV_RUN_NOWAIT);

@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/id.h"
 #include "rebuild.h"
 #include "replicafs/client.h"
@@ -80,14 +81,6 @@ static int id_cmp(const void *x, const void *y)
 static bool idarr_has(const struct idarr *a, const struct rfs_id *id)
 {
     return a->n && bsearch(id, a->v, a->n, sizeof(*a->v), id_cmp);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* Add pending[k]+1 on the root on every up brick but k: the engine then
@@ -346,14 +339,14 @@ static void sync_stats(struct rebuild_progress *p, const struct heal_stats *st,
     p->bytes_same = st->bytes_same;
     p->files_done = st->files;
     p->failed = st->failed;
-    p->elapsed_s = now_s() - t0;
+    p->elapsed_s = mono_s() - t0;
 }
 
 /* Progress: publish (worker) or call back (every every_ms, or now). */
 static void report(struct run *r, bool now)
 {
     struct heal_stats t;
-    double tn = now_s();
+    double tn = mono_s();
 
     if (r->mine) {
         stats_publish(r->mine, &r->st);
@@ -376,7 +369,7 @@ static bool stopped(const struct run *r)
 static void throttle(struct run *r)
 {
     while (r->rate > 0 && !stopped(r)) {
-        double ahead = (double)r->st.bytes / r->rate - (now_s() - r->t0);
+        double ahead = (double)r->st.bytes / r->rate - (mono_s() - r->t0);
         unsigned ms;
 
         if (ahead <= 0.001)
@@ -422,7 +415,7 @@ static void worker(const struct run *parent, unsigned part,
                    struct heal_stats *slot)
 {
     const struct rebuild_opts *o = parent->o;
-    struct run r = {.o = o, .k = parent->k, .t0 = now_s(), .mine = slot,
+    struct run r = {.o = o, .k = parent->k, .t0 = mono_s(), .mine = slot,
                     .rate = o->max_rate / o->jobs};
     struct idarr work = {0};
     uv_loop_t loop;
@@ -510,7 +503,7 @@ int rebuild_run(struct healer *h, const struct rebuild_opts *o,
 {
     unsigned n = healer_nbricks(h), k, s;
     uint32_t upm = healer_up_mask(h);
-    struct run r = {.h = h, .o = o, .p = p, .t0 = now_s(),
+    struct run r = {.h = h, .o = o, .p = p, .t0 = mono_s(),
                     .rate = o->max_rate};
 
     struct idarr work = {0};

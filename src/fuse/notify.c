@@ -45,19 +45,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "fuse/fs.h"
 
 #define NOTIFY_QUEUE_MAX (1u << 20) /* beyond: drop, and say so */
 #define NOTIFY_STOP_WAIT_S 2
 #define NOTIFY_DELAY_MAX_MS 60000u  /* RFS_TEST_NOTIFY_DELAY_MS's ceiling */
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 enum nkind {
     N_INODE,      /* attributes and pages */

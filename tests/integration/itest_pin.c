@@ -133,6 +133,23 @@ Test(pin, unlinked_open_file_stays_readable_and_writable_until_release)
     IT_RC(it_getattr(BC, &id, &a), -ENOENT);
 }
 
+/* name, pinned once by `how`, loses its name: it becomes an orphan that
+ * reads its `size` bytes until its one RELEASE, and then goes. */
+static void orphan_lives_until_release(const char *name,
+                                       const struct rfs_id *id,
+                                       uint32_t size, const char *how)
+{
+    char buf[64];
+    uint32_t got = 0;
+
+    IT_OK(it_unlink(BC, &ROOT, name));
+    cr_assert(exists(orphan_rel(id)), "%s did not pin the file", how);
+    IT_OK(it_read(BC, id, 0, sizeof(buf), buf, &got));
+    cr_assert_eq(got, size);
+    IT_OK(do_release(BC, id));
+    cr_assert(gone_within(orphan_rel(id), 2000), "orphan outlived RELEASE");
+}
+
 /* OPENX (protocol 2): OPEN's pin and attributes, and the markers an
  * all-zero XATTROP reads, in one reply; the zero read changes nothing. */
 Test(pin, openx_pins_and_answers_with_the_markers)
@@ -143,8 +160,6 @@ Test(pin, openx_pins_and_answers_with_the_markers)
     struct xattrop_rep xr;
     struct open_req q = {.flags = O_RDONLY};
     struct openx_rep rep;
-    char buf[16];
-    uint32_t got = 0;
 
     make_file("x", &id, "openx");
     mark.id = id;
@@ -159,12 +174,7 @@ Test(pin, openx_pins_and_answers_with_the_markers)
     cr_assert_eq(rep.pending[0] + rep.pending[2], 0);
     cr_assert_eq(rep.suspect, xr.suspect);
     /* Pinned as by OPEN. */
-    IT_OK(it_unlink(BC, &ROOT, "x"));
-    cr_assert(exists(orphan_rel(&id)), "OPENX did not pin the file");
-    IT_OK(it_read(BC, &id, 0, sizeof(buf), buf, &got));
-    cr_assert_eq(got, 5);
-    IT_OK(do_release(BC, &id));
-    cr_assert(gone_within(orphan_rel(&id), 2000), "orphan outlived RELEASE");
+    orphan_lives_until_release("x", &id, 5, "OPENX");
     /* Not there: ENOENT, and nothing pinned. */
     IT_RC(brick_call_sync(BC, OP_OPENX, &q, &rep, NULL), -ENOENT);
 }
@@ -178,12 +188,7 @@ Test(pin, create_open_pins_the_new_file)
 
     IT_OK(it_create(BC, &ROOT, "c", CREATE_EXCL | CREATE_OPEN, &id, NULL));
     IT_OK(it_write(BC, &id, 0, "made", 4));
-    IT_OK(it_unlink(BC, &ROOT, "c"));
-    cr_assert(exists(orphan_rel(&id)), "CREATE_OPEN did not pin the file");
-    IT_OK(it_read(BC, &id, 0, sizeof(buf), buf, &got));
-    cr_assert_eq(got, 4);
-    IT_OK(do_release(BC, &id));
-    cr_assert(gone_within(orphan_rel(&id), 2000), "orphan outlived RELEASE");
+    orphan_lives_until_release("c", &id, 4, "CREATE_OPEN");
     /* Without the flag, CREATE pins nothing. */
     IT_OK(it_create(BC, &ROOT, "p", CREATE_EXCL, &plain, NULL));
     IT_OK(it_unlink(BC, &ROOT, "p"));
