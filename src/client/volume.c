@@ -170,9 +170,8 @@ static void link_event_cb(struct brick_conn *bc, uint16_t op, const void *msg,
         txn_lease_recalled(v, brick_conn_no(bc) - 1, &ev->id);
     if (!(ev->what & ~INVAL_RECALL))
         return; /* our own change, or a refused grant */
-    if (((const struct inval_event *)msg)->what & INVAL_MARKERS) {
-        struct vinode *vi = vol_inode_find(v, &((const struct inval_event *)
-                                                    msg)->id);
+    if (ev->what & INVAL_MARKERS) {
+        struct vinode *vi = vol_inode_find(v, &ev->id);
 
         if (vi)
             vol_markers_forget(vi);

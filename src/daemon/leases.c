@@ -195,6 +195,13 @@ static void arm(struct leases *ls)
     uv_timer_start(&ls->timer, timer_cb, due > now ? due - now : 0, 0);
 }
 
+/* Invariant 3: c is told first, then every lease it has here goes. */
+static void lose_all(struct server *srv, struct conn *c)
+{
+    send_what(c, NULL, INVAL_LEASES_LOST);
+    leases_conn_gone(srv, c);
+}
+
 /* Invariant 1's recall state, entered once. */
 static void start_recall(struct leases *ls, struct lease *l)
 {
@@ -226,8 +233,7 @@ bool leases_recall(struct server *srv, struct req *r, struct conn *c,
         /* Cannot wait for it: take it away now (invariant 3's way). */
         log_warn("leases: no memory to wait for a recall: dropping the "
                  "leases of conn %llu", (unsigned long long)c->cid);
-        send_what(c, NULL, INVAL_LEASES_LOST);
-        leases_conn_gone(srv, c);
+        lose_all(srv, c);
         return true;
     }
     w->r = r;
@@ -275,7 +281,6 @@ int leases_grant(struct server *srv, struct conn *c, const struct rfs_id *id)
     l->hnext = *chain(ls, id);
     *chain(ls, id) = l;
     ls->count++;
-    ls->granted++;
     return 0;
 }
 
@@ -285,7 +290,6 @@ void leases_ack(struct server *srv, struct conn *c, const struct rfs_id *id)
 
     if (!l)
         return;
-    srv->leases.acked++;
     lease_free(srv, l);
 }
 
@@ -346,8 +350,7 @@ static void timer_cb(uv_timer_t *t)
                  (unsigned long long)c->cid, c->peer, ls->wait_ms,
                  c->leases.count);
         ls->expired++;
-        send_what(c, NULL, INVAL_LEASES_LOST);
-        leases_conn_gone(srv, c);
+        lose_all(srv, c);
     }
     arm(ls);
 }

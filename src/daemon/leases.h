@@ -37,7 +37,7 @@ struct leases {                 /* embedded in struct server */
     bool timer_ok;
     unsigned wait_ms;           /* W */
     size_t cap;                 /* leases per connection (invariant 6) */
-    uint64_t granted, recalled, acked, expired, evicted; /* metrics */
+    uint64_t recalled, expired, evicted; /* metrics */
 };
 
 struct conn_leases {            /* embedded in struct conn */
