@@ -170,8 +170,13 @@ static void xop_finish(struct xop *x, int rc)
         x->r->c->changed = false;
     if (rc == 0 && xattrop_pending_delta(m))
         /* Other clients cache who is blamed for this object: a read they
-         * sent to a brick now blamed would return old bytes. */
-        server_inval(srv, x->r->c, &o->id, INVAL_MARKERS, NULL, NULL, NULL);
+         * sent to a brick now blamed would return old bytes.  A read lease
+         * vouches for that cache too (an open from it reads where the
+         * cache says), so it is recalled like any change: the blame may
+         * come after the data reached this brick, and a lease granted in
+         * between saw none. */
+        server_inval(srv, x->r->c, &o->id, INVAL_MARKERS, NULL, NULL,
+                     x->mr ? NULL : x->r);
     rep.suspect = srv->suspect.gen;
     if (x->mr) {
         x->mr->cb(x->mr, rc, &rep);

@@ -15,8 +15,8 @@
 source "$(dirname "$0")/lib.sh"
 
 fo_disk_start 64 6144
-[ "${FO_STRICT:-0}" = 1 ] ||
-    log "KNOWN BUGS: --strict and read-back checks OFF (set FO_STRICT=1 to enable)"
+[ "${FO_STRICT:-1}" = 1 ] ||
+    log "FO_STRICT=0: --strict and read-back checks off"
 
 wl_start a 16 $(fo_strict)
 wait_for 14 fo_disk_full || fail "brick 1 did not fill within 14 s ($(fo_disk_avail) KiB left, acked $(wl_acked a))"

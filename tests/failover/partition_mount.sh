@@ -11,8 +11,8 @@
 # The same without the workload, deterministic: ../partition_mount_blame.sh.
 source "$(dirname "$0")/lib.sh"
 fo_pm_start
-[ "${FO_STRICT:-0}" = 1 ] ||
-    log "KNOWN BUGS: --strict and read-back checks OFF (set FO_STRICT=1 to enable)"
+[ "${FO_STRICT:-1}" = 1 ] ||
+    log "FO_STRICT=0: --strict and read-back checks off"
 wl_start a 20 $(fo_strict)
 sleep 4
 fo_pm_cut

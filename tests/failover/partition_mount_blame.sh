@@ -13,10 +13,9 @@
 #  - after the link is back, mount 1 and a fresh mount read the
 #    acknowledged bytes (not brick 2's stale copies) and list the folder
 #    right.
-# Mount 2 is not asked to re-read what it had read before the cut: a mount
-# that never saw the fault keeps its cached view of blame (bug, see
-# known_bugs/blame_other_mount.sh); the workload version of this scenario
-# is known_bugs/partition_mount.sh.
+# The workload version of this scenario is partition_mount.sh; mount 2
+# reading what mount 1 replaced or removed during the cut is
+# partition_gone_other_mount.sh.
 source "$(dirname "$0")/lib.sh"
 fo_pm_start
 

@@ -249,3 +249,34 @@ Test(lease_cap, the_oldest_lease_makes_room)
     timed_write(&b, "x");
     cr_assert_str_eq(seen, "R", "b is not leased: H saw '%s'", seen);
 }
+
+/* A blame (pending counter) written after the data reached the brick must
+ * recall the leases granted in between: an open served from one reads
+ * where the holder's cached blame says, so the blame waits for the holder
+ * like a change does (bug 27 in docs/reliability.md). */
+Test(lease, a_blame_waits_for_the_holder_to_give_it_back)
+{
+    struct rfs_id id;
+    struct xattrop_req x = {.npending = 2};
+    struct xattrop_rep rep;
+    uint64_t t0, ms;
+
+    make_file("f", &id);
+    take_lease(&id);
+    x.id = id;
+    x.pending[1] = 1;
+    t0 = itest_now_ms();
+    IT_OK(brick_call_sync(W, OP_XATTROP, &x, &rep, NULL));
+    ms = itest_now_ms() - t0;
+    cr_assert_str_eq(seen, "RL", "H saw '%s'", seen);
+    cr_assert(ms >= 900, "the blame took only %llu ms: it did not wait",
+              (unsigned long long)ms);
+    cr_assert_eq(rep.pending[1], 1);
+    /* A zero XATTROP (a markers read) recalls nothing. */
+    take_lease(&id);
+    nseen = 0;
+    seen[0] = 0;
+    x.pending[1] = 0;
+    IT_OK(brick_call_sync(W, OP_XATTROP, &x, &rep, NULL));
+    cr_assert_str_eq(seen, "", "H saw '%s' after a markers read", seen);
+}
