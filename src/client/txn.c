@@ -1157,7 +1157,11 @@ static void openx_hook(void *arg, unsigned b, int status,
 {
     struct op_open *op = arg;
 
-    if (status == 0)
+    /* A lease on a file without a name there protects nothing: the
+     * brick recalls leases when the last name goes, and that is past.
+     * It is only open because some open file pins it, and when that is
+     * closed it goes, with no recall (bug 28). */
+    if (status == 0 && rep->attr.nlink > 0)
         op->granted |= BMASK(b);
     open_took(op, b, status, status < 0 ? NULL : &rep->attr);
 }
@@ -1286,6 +1290,28 @@ void txn_lease_drop(struct vinode *vi)
 }
 
 /*
+ * Is the object deleted, though some bricks still have it?  Every
+ * acknowledged deletion (unlink, rename over) was done by a quorum, which
+ * lack the object for good (ids are never reused), and every acknowledged
+ * creation by a quorum, which meets any quorum.  So when a quorum says it
+ * has no such object, the bricks that do missed its end, and an open
+ * there would read a file that was replaced or removed (bug 26).  It is
+ * answered ENOENT, which the mount turns into ESTALE, so the kernel looks
+ * the name up again in the parent, whose markers point at a good brick.
+ * Only opens: a file already open is pinned where it was opened, and
+ * reading it there is what POSIX asks for.
+ */
+static bool open_gone(const struct op_open *op)
+{
+    unsigned lack = 0;
+
+    for (unsigned b = 0; b < op->v->n; b++)
+        if (op->st[b] == -ENOENT || op->st[b] == -ESTALE)
+            lack++;
+    return lack >= op->v->quorum;
+}
+
+/*
  * Both steps are done: answer with a good brick's attributes.  The read
  * brick's first: times are each brick's own, and the mount compares these
  * with what getattr (the same brick) said.
@@ -1297,6 +1323,10 @@ static void open_finish(struct op_open *op)
     int why, rb = vol_pick_read_brick(vi, 0, &why), pick = -1;
     int status = op->mk_status;
 
+    if (status == 0 && open_gone(op)) {
+        log_debug("open: a quorum lacks the object: deleted");
+        status = -ENOENT;
+    }
     if (status == 0) {
         if (rb >= 0 && (good & BMASK(rb)))
             pick = rb;

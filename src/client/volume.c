@@ -38,9 +38,6 @@
  *     nothing it says can show it did not miss a change, so reads of
  *     objects not known from before are refused (EIO) rather than served
  *     from what may be an old copy (docs/reliability.md, rule 7).
- *  6. An object that a quorum of bricks lack is deleted (markers ENOENT,
- *     mk_gone), whoever else still has it: a brick that missed a
- *     deletion must not serve the deleted file.
  */
 #include <assert.h>
 #include <errno.h>
@@ -526,25 +523,6 @@ static void mk_reply_cb(struct fan *f, unsigned slot, int status,
 
 static void mk_start(struct vinode *vi);
 
-/*
- * Invariant 6: is the object deleted, though some bricks still have it?
- * Every acknowledged deletion (unlink, rename over, rmdir) was done by a
- * quorum, and those bricks lack the object for good (ids are never
- * reused); every acknowledged creation was done by a quorum too, which
- * meets any quorum.  So when a quorum lacks the object, it was deleted (or
- * its creation never acknowledged), and the bricks that have it missed
- * that: reading there would give the bytes of a file that was replaced or
- * removed (bug 26).  Answered ENOENT, which the mount turns into ESTALE,
- * so that the kernel looks the name up again in the (good) parent.  With
- * fewer answers the two cannot be told apart (a brick whose disk was
- * replaced lacks objects with no trace either), and the bricks that have
- * it are read, as before.
- */
-static bool mk_gone(const struct volume *v, const struct mkfetch *mk)
-{
-    return bmask_count(mk->missing) >= v->quorum;
-}
-
 static void mk_done_cb(struct fan *f)
 {
     struct mkfetch *mk = f->owner;
@@ -552,14 +530,7 @@ static void mk_done_cb(struct fan *f)
     struct vlist waiters;
     int status = 0;
 
-    if (mk->have && mk_gone(vi->v, mk)) {
-        log_debug("markers: object on bricks %#x only, gone from %#x: "
-                  "deleted, and those bricks missed it",
-                  (unsigned)mk->have, (unsigned)mk->missing);
-        if (vi->v->opts.on_heal_needed)
-            vi->v->opts.on_heal_needed(vi->v->opts.arg);
-        status = -ENOENT;
-    } else if (mk->have) {
+    if (mk->have) {
         struct volume *v = vi->v;
         bmask_t unsure = 0;
 
