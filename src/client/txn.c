@@ -1047,6 +1047,11 @@ struct vinode *volume_file_inode(const struct vfile *f)
     return f->vi;
 }
 
+bool volume_file_writes(const struct vfile *f)
+{
+    return (f->flags & O_ACCMODE) != O_RDONLY;
+}
+
 int volume_write(struct volume *v, struct vfile *f, uint64_t off,
                  const void *data, size_t len, vol_write_cb cb, void *arg)
 {

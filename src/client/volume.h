@@ -211,6 +211,8 @@ int volume_rename(struct volume *v, struct vinode *parent, const char *name,
 int volume_open(struct volume *v, struct vinode *vi, uint32_t flags,
                 vol_open_cb cb, void *arg);
 struct vinode *volume_file_inode(const struct vfile *f);
+/* Was f opened for writing?  (Only then does its close() acknowledge.) */
+bool volume_file_writes(const struct vfile *f);
 /* off VOLUME_APPEND: at the end of the file as the bricks have it (an
  * O_APPEND write), whatever the caller believes the size is. */
 #define VOLUME_APPEND UINT64_MAX
