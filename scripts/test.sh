@@ -43,7 +43,8 @@ ninja -C "$build"
 ctest_args=(--test-dir "$build" --output-on-failure --timeout 900)
 [ -n "$label" ] && ctest_args+=(-L "$label")
 # Unit tests are quick and independent.  Integration tests each start
-# their own daemons and mounts on free ports and temp dirs, and most of
+# their own daemons and mounts on free ports (claimed through
+# tests/ports.py, so two tests never share one) and temp dirs, and most of
 # their time is waiting (timeouts, sleeps), so two run at once: that
 # halves their wall time, and runs them under the load a busy web node
 # gives.  The failover scenarios measure times against ping timeouts and

@@ -257,28 +257,40 @@ ReportHook(TEST_CRASH)(struct criterion_test_stats *stats)
 
 /* ---- volume setup ---- */
 
-static uint16_t free_port(const struct itest_vol *v)
+/* Claim free ports for the volume's bricks through tests/ports.py, the
+ * allocator the shell tests use too, so that tests running side by side
+ * never share a port (its docstring says why bind-to-port-0 was not
+ * enough).  The claims are this test process's until ports_release(). */
+static void ports_claim(struct itest_vol *v)
 {
-    for (int tries = 0; tries < 100; tries++) {
-        struct sockaddr_in a = {.sin_family = AF_INET};
-        socklen_t alen = sizeof(a);
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        uint16_t port = 0;
-        bool dup = false;
+    char cmd[1024], out[512], *p = out, *end;
+    FILE *f;
+    size_t n;
 
-        cr_assert(fd >= 0, "socket: %s", strerror(errno));
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-            getsockname(fd, (struct sockaddr *)&a, &alen) == 0)
-            port = ntohs(a.sin_port);
-        close(fd);
-        for (unsigned i = 0; i < v->nbricks; i++)
-            dup |= v->bricks[i].port == port;
-        if (port && !dup)
-            return port;
+    snprintf(cmd, sizeof(cmd), "python3 %s/tests/ports.py claim %u %d",
+             RFS_SRC_DIR, v->nbricks, (int)getpid());
+    f = popen(cmd, "r");
+    cr_assert(f, "%s: %s", cmd, strerror(errno));
+    n = fread(out, 1, sizeof(out) - 1, f);
+    out[n] = '\0';
+    cr_assert(pclose(f) == 0, "%s failed", cmd);
+    for (unsigned i = 0; i < v->nbricks; i++, p = end) {
+        unsigned long port = strtoul(p, &end, 10);
+
+        cr_assert(end != p && port > 0 && port < 65536,
+                  "%s printed '%s'", cmd, out);
+        v->bricks[i].port = (uint16_t)port;
     }
-    cr_assert_fail("no free port on 127.0.0.1");
-    return 0;
+}
+
+static void ports_release(void)
+{
+    char cmd[1024];
+
+    snprintf(cmd, sizeof(cmd), "python3 %s/tests/ports.py release %d",
+             RFS_SRC_DIR, (int)getpid());
+    if (system(cmd) != 0)
+        fprintf(stderr, "itest: %s failed\n", cmd);
 }
 
 static void write_file(const char *path, const char *text)
@@ -309,6 +321,7 @@ static void atexit_cleanup(void)
         rm_rf(v->tmp);
         g_vols[i] = NULL;
     }
+    ports_release();
 }
 
 struct itest_vol *itest_vol_new(const char *name, unsigned nbricks)
@@ -339,6 +352,7 @@ struct itest_vol *itest_vol_new(const char *name, unsigned nbricks)
     snprintf(v->volfile, sizeof(v->volfile), "%s/%s.vol", v->tmp, name);
     snprintf(v->keyfile, sizeof(v->keyfile), "%s/%s.key", v->tmp, name);
     v->nbricks = nbricks;
+    ports_claim(v);
     rfs_key_generate_hex(key);
     write_file(v->keyfile, key);
     off = (size_t)snprintf(text, sizeof(text),
@@ -349,7 +363,6 @@ struct itest_vol *itest_vol_new(const char *name, unsigned nbricks)
         struct itest_brick *b = &v->bricks[i];
 
         b->no = i + 1;
-        b->port = free_port(v);
         snprintf(b->dir, sizeof(b->dir), "%s/brick%u", v->tmp, b->no);
         snprintf(b->log, sizeof(b->log), "%s/brick%u.log", v->tmp, b->no);
         cr_assert(mkdir(b->dir, 0755) == 0, "mkdir %s", b->dir);
@@ -406,6 +419,7 @@ static void close_done(void *arg)
 
 void itest_vol_free(struct itest_vol *v)
 {
+    bool others = false;
     unsigned left;
     uint64_t deadline;
     int rc;
@@ -439,9 +453,14 @@ void itest_vol_free(struct itest_vol *v)
             fclose(f);
         }
     }
-    for (size_t i = 0; i < sizeof(g_vols) / sizeof(g_vols[0]); i++)
+    for (size_t i = 0; i < sizeof(g_vols) / sizeof(g_vols[0]); i++) {
         if (g_vols[i] == v)
             g_vols[i] = NULL;
+        others |= g_vols[i] != NULL;
+    }
+    /* The claims are per process: only the last volume gives them back. */
+    if (!others)
+        ports_release();
     free(v);
 }
 

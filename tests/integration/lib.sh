@@ -82,6 +82,7 @@ rfs_cleanup() {
         done
         echo "repro: RFS_BIN_DIR=$RFS_BIN_DIR RFS_SRC_DIR=$RFS_SRC_DIR RFS_KEEP=1 bash $0" >&2
     fi
+    python3 "$RFS_SRC_DIR/tests/ports.py" release $$
     if [ "$rc" != 0 ] && [ "${RFS_KEEP:-0}" = 1 ]; then
         echo "kept $T" >&2
     else
@@ -135,15 +136,10 @@ brick_seen_up() { count_ge "$3" "$T/$1.log" "brick $2 .* is up"; }
 # The mount NAME has seen brick N go down.
 brick_seen_down() { count_ge 1 "$T/$1.log" "brick $2 .* is down"; }
 
-# free_ports N: N distinct free ports on 127.0.0.1.  All are held open
-# until every one is chosen: two separate picks can get the same port (a
-# sanitizer run had bricks 2 and 3 on one port, and brick 3 not started).
-free_ports() {
-    python3 -c 'import socket, sys
-ss = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
-}
+# free_ports N: N distinct free ports on 127.0.0.1, claimed for this test
+# until it ends, so that a test running beside it picks none of them
+# (tests/ports.py says why bind-to-port-0 was not enough).
+free_ports() { python3 "$RFS_SRC_DIR/tests/ports.py" claim "$1" $$; }
 free_port() { free_ports 1; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -197,16 +193,8 @@ brick_kill() {
 # brick's port.
 declare -a MPORT=()
 bricks_start_metrics() {
-    local i p ok=0 ports
-    for _ in 1 2 3 4 5; do
-        read -r -a ports <<<"$(free_ports "$NBRICKS")"
-        ok=1
-        for p in "${ports[@]}"; do
-            [[ " ${BRICK_PORT[*]} " == *" $p "* ]] && ok=0
-        done
-        [ "$ok" = 1 ] && break
-    done
-    [ "$ok" = 1 ] || fail "no metrics ports apart from the bricks' ports"
+    local i ports
+    read -r -a ports <<<"$(free_ports "$NBRICKS")"
     for ((i = 1; i <= NBRICKS; i++)); do
         MPORT[$i]=${ports[$((i - 1))]}
         brick_start "$i" --init --metrics "127.0.0.1:${MPORT[$i]}"
