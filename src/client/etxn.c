@@ -858,7 +858,12 @@ static int make_reply(struct etxn *t, unsigned b, const void *rep)
                  b + 1);
         return -EIO;
     }
-    if (m->attr_brick < 0 || (int)b < m->attr_brick) {
+    /* The parent's read brick's, which a LOOKUP of the name asks too
+     * (bricks' times differ: volume_int.h, attr_brick); else the lowest. */
+    int why, pref = vol_pick_read_brick(t->par[0], 0, &why);
+
+    if (m->attr_brick < 0 || (int)b == pref ||
+        (m->attr_brick != pref && (int)b < m->attr_brick)) {
         m->attr = *a;
         m->attr_brick = (int)b;
     }
@@ -926,6 +931,8 @@ static void make_finish(struct etxn *t, int status)
         /* A new object: its markers are what this transaction wrote. */
         vi->mk_epoch = t->v->epoch;
     }
+    if (status == 0 && m->attr_brick >= 0)
+        vi->attr_brick = m->attr_brick; /* the times the caller is given */
     if (m->ccb) {
         create_finish(m, status);
         return;
@@ -960,6 +967,7 @@ static void create_pre_done(struct lkq *q, int status)
         return;
     }
     m->attr = q->attr;
+    m->attr_brick = q->brick;
     if (S_ISDIR(m->attr.mode)) {
         et_pre_done(&m->t, false, -EISDIR);
         return;

@@ -188,6 +188,7 @@ static void rdir_answer(struct vdir *d)
         out[i].attr = d->ents[first + i].attr;
         out[i].next_off = d->base + first + i + 1;
         out[i].unsure = d->unsure;
+        out[i].brick = (int)d->pin - 1;
     }
     rdir_complete(d, 0, out, n, d->eof && first + n == d->nents);
     free(out);

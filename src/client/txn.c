@@ -1317,15 +1317,15 @@ static bool open_gone(const struct op_open *op)
 }
 
 /*
- * Both steps are done: answer with a good brick's attributes.  The read
- * brick's first: times are each brick's own, and the mount compares these
- * with what getattr (the same brick) said.
+ * Both steps are done: answer with a good brick's attributes.  The
+ * attribute brick's first (vinode.attr_brick): times are each brick's own,
+ * and the mount compares these with what it told the kernel.
  */
 static void open_finish(struct op_open *op)
 {
     struct vinode *vi = op->f->vi;
     bmask_t good = op->f->opened & ~vi->blamed;
-    int why, rb = vol_pick_read_brick(vi, 0, &why), pick = -1;
+    int why, rb = vol_pick_attr_brick(vi, 0, &why), pick = -1;
     int status = op->mk_status;
 
     if (status == 0 && open_gone(op)) {

@@ -410,6 +410,7 @@ int volume_inode_get(struct volume *v, const struct rfs_id *id,
     vi->v = v;
     vi->id = *id;
     vi->refs = 1;
+    vi->attr_brick = -1;
     vlist_init(&vi->leased);
     vlist_init(&vi->mk_waiters);
     vlist_init(&vi->mk_waiters_next);
@@ -711,6 +712,22 @@ int vol_pick_read_brick(struct vinode *vi, bmask_t tried, int *why)
     return -1; /* not reached */
 }
 
+void volume_inode_attrs_from(struct vinode *vi, int brick)
+{
+    if (brick >= 0 && (unsigned)brick < vi->v->n)
+        vi->attr_brick = brick;
+}
+
+int vol_pick_attr_brick(struct vinode *vi, bmask_t tried, int *why)
+{
+    struct volume *v = vi->v;
+    int b = vi->attr_brick;
+
+    if (b >= 0 && (v->up & ~tried & ~vi->blamed & BMASK(b)))
+        return b;
+    return vol_pick_read_brick(vi, tried, why);
+}
+
 /* ---- rcall: one read on one good brick, failing over ---- */
 
 static bool rcall_retryable(const struct rcall *rc, int status)
@@ -734,6 +751,8 @@ static void rcall_cb(int status, const void *rep, void *arg)
     struct rcall *rc = arg;
 
     if (status == 0) {
+        if (rc->op == OP_GETATTR)
+            rc->vi->attr_brick = rc->brick;
         if (rc->on_reply)
             rc->on_reply(rc, rep);
         rc->on_done(rc, 0);
@@ -763,6 +782,8 @@ static int rcall_pick(struct rcall *rc, int *why)
         *why = -ENOTCONN;
         return (rc->tried & BMASK(rc->pin - 1)) ? -1 : (int)rc->pin - 1;
     }
+    if (rc->op == OP_GETATTR)
+        return vol_pick_attr_brick(rc->vi, rc->tried, why);
     return vol_pick_read_brick(rc->vi, rc->tried, why);
 }
 
@@ -904,6 +925,7 @@ static void lookup_done(struct lkq *q, int status)
         lookup_finish(op, r);
         return;
     }
+    op->child->attr_brick = q->brick;
     op->w.fn = lookup_child_markers_cb;
     vol_markers_ensure(op->child, &op->w);
 }

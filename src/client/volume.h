@@ -64,6 +64,7 @@ struct vdirent {
      * undecided: the name may be one heal will undo, so nothing about it
      * may be cached (it is looked up, by a quorum, when used). */
     bool unsure;
+    int brick; /* 0-based: the brick the attributes come from */
 };
 
 typedef void (*vol_status_cb)(int status, void *arg);
@@ -135,6 +136,10 @@ void volume_inode_ref(struct vinode *vi);
 /* Drop one reference; vi may be freed. */
 void volume_inode_put(struct vinode *vi);
 const struct rfs_id *volume_inode_id(const struct vinode *vi);
+/* The attributes handed to the kernel for vi came from brick (0-based; a
+ * listing's vdirent.brick): vi's attributes are asked of it from now on
+ * while it is good (bricks' times differ; volume_int.h, attr_brick). */
+void volume_inode_attrs_from(struct vinode *vi, int brick);
 /* Bricks the others blame for vi, as far as this client knows (bit mask). */
 uint32_t volume_inode_blamed(const struct vinode *vi);
 

@@ -141,6 +141,15 @@ struct vinode {
      * counters, valid while mk_epoch == v->epoch. */
     bmask_t blamed;
     bmask_t blamed_new;       /* blamed locally since the fetch began */
+    /* The brick whose attributes were handed up last (a LOOKUP's, a
+     * listing's, a GETATTR's), 0-based; -1: none yet.  Every brick stamps
+     * times by its own clock, so two bricks' times for one object differ:
+     * attributes from one brick then another read to the kernel as a
+     * change, and it drops the file's cached pages (auto_inval_data), and
+     * the mount's open sees a version it did not tell the kernel
+     * (fuse/ops.c invariant 5).  GETATTR and open ask this brick first
+     * (vol_pick_attr_brick), so a mount tells one story per object. */
+    int attr_brick;
     uint64_t mk_epoch;        /* 0: never fetched */
     struct mkfetch *mk;       /* owned: the fetch in flight, or NULL */
     struct vlist mk_waiters;  /* struct mkwait, waiting for mk */
@@ -266,6 +275,8 @@ void vol_blame(struct vinode *vi, bmask_t missed);
 /* A good brick for reading vi outside `tried`; -1 if none (then *why is
  * -EIO when only blamed bricks are up, else -ENOTCONN). */
 int vol_pick_read_brick(struct vinode *vi, bmask_t tried, int *why);
+/* As vol_pick_read_brick, but vi->attr_brick while it is a good one. */
+int vol_pick_attr_brick(struct vinode *vi, bmask_t tried, int *why);
 /* What is cached about vi's markers is out of date (another client changed
  * them, or the caller needs them fresh): the next vol_markers_ensure()
  * fetches them again, after any fetch already on the way. */

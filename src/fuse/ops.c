@@ -993,6 +993,7 @@ static void readdir_cb(int status, const struct vdirent *ents, size_t n,
 
             if (volume_inode_get(fs->vol, &ents[i].attr.id, &vi) < 0)
                 break;
+            volume_inode_attrs_from(vi, ents[i].brick);
             status = entry_fill(fs, vi, &ents[i].attr, &e, &ent);
             volume_inode_put(vi); /* the table holds its own */
             if (status < 0)
