@@ -1052,6 +1052,11 @@ bool volume_file_writes(const struct vfile *f)
     return (f->flags & O_ACCMODE) != O_RDONLY;
 }
 
+bool volume_inode_quiet(const struct vinode *vi)
+{
+    return vi->writers == 0 && !vi->win && vlist_empty(&vi->iops);
+}
+
 int volume_write(struct volume *v, struct vfile *f, uint64_t off,
                  const void *data, size_t len, vol_write_cb cb, void *arg)
 {

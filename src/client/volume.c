@@ -122,6 +122,27 @@ const char *volume_name(const struct volume *v)
     return v->cfg.name;
 }
 
+uint64_t volume_vouch_until_us(const struct volume *v)
+{
+    uint64_t fresh[PROTO_MAX_BRICKS], t;
+    unsigned n = 0, timeout_ms = v->opts.ping_timeout_ms ?
+                                 v->opts.ping_timeout_ms : 5000;
+
+    for (unsigned b = 0; b < v->n; b++)
+        if ((v->up & BMASK(b)) && brick_conn_fresh_us(v->bc[b]))
+            fresh[n++] = brick_conn_fresh_us(v->bc[b]);
+    if (n < v->quorum)
+        return 0;
+    /* the quorum-th freshest: sort descending (n <= PROTO_MAX_BRICKS) */
+    for (unsigned i = 1; i < n; i++)
+        for (unsigned j = i; j > 0 && fresh[j] > fresh[j - 1]; j--) {
+            t = fresh[j];
+            fresh[j] = fresh[j - 1];
+            fresh[j - 1] = t;
+        }
+    return fresh[v->quorum - 1] + (uint64_t)timeout_ms * 1000u;
+}
+
 /* ---- brick link events ---- */
 
 static void link_state_cb(struct brick_conn *bc, enum brick_state st,

@@ -122,6 +122,15 @@ unsigned volume_quorum(const struct volume *v);
 /* Bricks that are UP now, as a bit mask (bit i = brick i+1). */
 uint32_t volume_up_mask(const struct volume *v);
 const char *volume_name(const struct volume *v);
+/*
+ * Until when (uv_hrtime() / 1000) the mount has heard enough to vouch for
+ * what INVAL events would have told it: a quorum of UP bricks answered a
+ * request sent at or after T, so every change a quorum committed before T
+ * had its INVAL handed out (brick_conn_fresh_us); the result is T + the
+ * ping timeout, the staleness allowed to a mount cut off from the bricks.
+ * 0 with fewer than a quorum up.
+ */
+uint64_t volume_vouch_until_us(const struct volume *v);
 
 /* ---- objects ---- */
 
@@ -218,6 +227,9 @@ int volume_open(struct volume *v, struct vinode *vi, uint32_t flags,
 struct vinode *volume_file_inode(const struct vfile *f);
 /* Was f opened for writing?  (Only then does its close() acknowledge.) */
 bool volume_file_writes(const struct vfile *f);
+/* No change of vi by this client is open or on its way: no file open for
+ * writing, no eager lock (whose post-op still changes the copies' ctime). */
+bool volume_inode_quiet(const struct vinode *vi);
 /* off VOLUME_APPEND: at the end of the file as the bricks have it (an
  * O_APPEND write), whatever the caller believes the size is. */
 #define VOLUME_APPEND UINT64_MAX

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "client/inotab.h"
+#include "client/ncache.h"
 #include "client/volume.h"
 #include "common/log.h"
 
@@ -29,6 +30,7 @@ struct mount_opts {
     unsigned readahead_kb;    /* 0: the kernel's own (128 KiB) */
     bool self_heal;           /* run heal in the background (selfheal.c) */
     bool no_leases;           /* every open asks the bricks */
+    bool no_namecache;        /* every kernel LOOKUP asks a brick */
     enum log_level log_level;
     struct fuse_args fargs;   /* owned: argv for fuse_session_new() */
 };
@@ -63,6 +65,12 @@ struct rfs_fs {
     uint64_t list_epoch;        /* cached listings are vouched for only at
                                    this epoch; bumped whenever an INVAL may
                                    have been missed (ops.c invariant 6) */
+    struct ncache names;        /* names LOOKUP may be answered from
+                                   (ops.c invariant 7) */
+    uint64_t nc_epoch;          /* names are vouched for only at this
+                                   epoch; bumped as list_epoch is, and when
+                                   a change by this mount starts or ends */
+    uint64_t inval_gen;         /* INVAL events received */
     uv_process_t heal_proc;     /* background heal (selfheal.c) */
     bool heal_running;          /* heal_proc is a live child */
     uint64_t heal_last;         /* loop ms of the last start; 0: never */

@@ -206,12 +206,16 @@ static int fs_init(struct rfs_fs *fs, uv_loop_t *loop, struct mount_opts *o,
     fs->loop = loop;
     fs->opts = o;
     fs->list_epoch = 1;
+    fs->nc_epoch = 1;
     rc = inotab_init(&fs->inodes);
     if (rc < 0)
         return rc;
-    rc = volume_new(loop, cfg, &vo, &fs->vol);
+    rc = ncache_init(&fs->names);
     if (rc < 0)
         goto err_fini_inodes;
+    rc = volume_new(loop, cfg, &vo, &fs->vol);
+    if (rc < 0)
+        goto err_fini_names;
     rc = volume_inode_get(fs->vol, &root, &vi);
     if (rc < 0)
         goto err_close_volume;
@@ -224,6 +228,8 @@ static int fs_init(struct rfs_fs *fs, uv_loop_t *loop, struct mount_opts *o,
 err_close_volume:
     volume_close(fs->vol, NULL, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
+err_fini_names:
+    ncache_fini(&fs->names);
 err_fini_inodes:
     inotab_fini(&fs->inodes, NULL);
     return rc;

@@ -257,8 +257,10 @@ static uint64_t push(struct rfs_fs *fs, enum nkind kind, uint64_t ino,
 {
     uint64_t seq = notifier_push(fs->notifier, kind, ino, name);
 
-    if (seq == INVAL_DROPPED)
+    if (seq == INVAL_DROPPED) {
         fs->list_epoch++;
+        fs->nc_epoch++;
+    }
     return seq;
 }
 
@@ -291,9 +293,12 @@ void fs_on_inval(const struct inval_event *ev, void *arg)
     struct rfs_fs *fs = arg;
     struct inotab_ent *ent;
 
+    fs->inval_gen++; /* no LOOKUP answer on its way is kept (ops.c inv. 7) */
     if (!fs->notifier || fs->stopping)
         return; /* nothing is cached by the kernel yet, or any more */
     ent = inotab_by_id(&fs->inodes, &ev->id);
+    if (ent && ev->what)
+        ncache_drop_ino(&fs->names, ent->ino);
     /* A new blame may move a directory's reads to a brick that lists its
      * names in another order: a half-cached listing must not be finished
      * from there (ops.c invariant 6). */
@@ -304,6 +309,8 @@ void fs_on_inval(const struct inval_event *ev, void *arg)
     if ((ev->what & INVAL_ENTRY) && ev->name[0]) {
         ent = inotab_by_id(&fs->inodes, &ev->parent);
         if (ent) {
+            ncache_drop_name(&fs->names, ent->ino, ev->name);
+            ncache_drop_ino(&fs->names, ent->ino); /* its times, nlink */
             /* The directory's times, link count and cached listing
              * changed too. */
             fs_listing_unvouch(ent);
@@ -334,4 +341,5 @@ void fs_on_links_changed(void *arg)
     /* While a link was down its brick's INVALs went nowhere, and reads
      * may now go to a brick that lists names in another order. */
     fs->list_epoch++;
+    fs->nc_epoch++;
 }

@@ -61,6 +61,30 @@
  *     the same brick (rdir numbers entries in the order the brick gives
  *     them), which the kernel needs to finish a half-cached listing from a
  *     new handle.
+ *  7. A kernel LOOKUP of a file or directory, or a GETATTR of one, is answered
+ *     from fs->names (the name, the child and the attributes a brick last
+ *     answered, ncache.h) without asking a brick only while all of these
+ *     hold:
+ *     - the entry was learned at the current nc_epoch: no brick link went
+ *       down or up and no invalidation was dropped since (those bump it
+ *       with list_epoch), and no change by this mount started or ended
+ *       since (own_change(): the bricks send no INVAL to the changer, so
+ *       any own change, to any object, makes every name ask again);
+ *     - no INVAL event at all arrived while its LOOKUP was on the way
+ *       (inval_gen unchanged), so no answer older than an INVAL that came
+ *       first is kept; INVALs after it drop the name (an entry change of
+ *       the name) or the child (any change of it) in fs_on_inval();
+ *     - no invalidation of the child waits in notify.c's queue, and this
+ *       mount has no change of the child open or on its way
+ *       (volume_inode_quiet(): a writer's post-op changes ctime);
+ *     - a quorum of bricks answered a request sent less than the ping
+ *       timeout ago (volume_vouch_until_us()), and the kernel is told to
+ *       keep the answer no longer than that vouch lasts: a mount cut off
+ *       from the bricks stops serving what it knew within the ping
+ *       timeout, as the kernel's own caches do.
+ *     A directory's entry goes too when a name in it changes (its times
+ *     and link count change with it).  Symlinks and the rest always ask
+ *     (few, and rarely looked up twice).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -153,10 +177,18 @@ static int name_ok(fuse_ino_t parent, const char *name, bool creating)
 /* The vinode of a directory a name is about to change in, through this
  * mount: the kernel's cached listing of it is no longer vouched for
  * (invariant 6).  NULL when the kernel's inode is unknown. */
+/* A change by this mount starts or ends: no name answered before may be
+ * answered again without a brick (invariant 7). */
+static void own_change(struct rfs_fs *fs)
+{
+    fs->nc_epoch++;
+}
+
 static struct vinode *dir_to_change(struct rfs_fs *fs, fuse_ino_t parent)
 {
     struct inotab_ent *ent = inotab_by_ino(&fs->inodes, parent);
 
+    own_change(fs);
     if (!ent)
         return NULL;
     fs_listing_unvouch(ent);
@@ -198,13 +230,20 @@ static int entry_fill(struct rfs_fs *fs, struct vinode *vi,
 /* Give a lookup reference back (the reply did not reach the kernel). */
 static void entry_unref(struct rfs_fs *fs, struct inotab_ent *ent, uint64_t n)
 {
+    uint64_t ino = ent->ino;
     struct vinode *vi = inotab_forget(&fs->inodes, ent, n);
 
+    if (vi) /* the entry is gone: so is any name that led to it */
+        ncache_drop_ino(&fs->names, ino);
     volume_inode_put(vi);
 }
 
-static void reply_entry(struct rfs_fs *fs, fuse_req_t req, struct vinode *vi,
-                        const struct proto_attr *a)
+/* Reply with the entry of vi; the table entry, or NULL when the kernel
+ * got nothing.  `vouch_s` >= 0 caps the kernel's timeouts (invariant 7). */
+static struct inotab_ent *reply_entry(struct rfs_fs *fs, fuse_req_t req,
+                                      struct vinode *vi,
+                                      const struct proto_attr *a,
+                                      double vouch_s)
 {
     struct fuse_entry_param e;
     struct inotab_ent *ent;
@@ -212,25 +251,106 @@ static void reply_entry(struct rfs_fs *fs, fuse_req_t req, struct vinode *vi,
 
     if (rc < 0) {
         fuse_reply_err(req, rc == -ESHUTDOWN ? EIO : -rc);
-        return;
+        return NULL;
     }
+    if (vouch_s >= 0 && e.entry_timeout > vouch_s)
+        e.entry_timeout = vouch_s;
+    if (vouch_s >= 0 && e.attr_timeout > vouch_s)
+        e.attr_timeout = vouch_s;
     inotab_ref(ent);
-    if (fuse_reply_entry(req, &e) != 0)
+    if (fuse_reply_entry(req, &e) != 0) {
         entry_unref(fs, ent, 1); /* interrupted: the kernel has nothing */
+        return NULL;
+    }
+    return ent;
 }
 
 /* ---- lookup, forget ---- */
 
+/* A change this mount made (mkdir, mknod, symlink, link) is done. */
 static void entry_cb(int status, struct vinode *vi, const struct proto_attr *a,
                      bool created, void *arg)
 {
     fuse_req_t req = arg;
 
     (void)created;
+    own_change(req_fs(req));
     if (status < 0)
         fuse_reply_err(req, -status);
     else
-        reply_entry(req_fs(req), req, vi, a);
+        reply_entry(req_fs(req), req, vi, a, -1);
+}
+
+struct fop_lookup {
+    fuse_req_t req;
+    fuse_ino_t parent;
+    uint64_t nc_epoch;  /* fs's when the LOOKUP was sent */
+    uint64_t inval_gen; /* likewise */
+    char name[];
+};
+
+/* May n be answered from (invariant 7)?  Then its table entry, with the
+ * attributes in *a and how long the answer may be kept in *vouch_s. */
+static struct inotab_ent *cached_ok(struct rfs_fs *fs,
+                                    const struct ncache_ent *n,
+                                    struct proto_attr *a, double *vouch_s)
+{
+    struct inotab_ent *ent;
+    uint64_t until, now;
+
+    if (!n || fs->opts->no_namecache)
+        return NULL;
+    ent = inotab_by_ino(&fs->inodes, n->ino);
+    if (n->epoch != fs->nc_epoch || !ent || fs_inval_pending(fs, ent) ||
+        !volume_inode_quiet(ent->data)) {
+        ncache_drop_ino(&fs->names, n->ino);
+        return NULL;
+    }
+    until = volume_vouch_until_us(fs->vol);
+    now = uv_hrtime() / 1000;
+    if (until < now + 10000) /* less than 10 ms left: not worth it */
+        return NULL;
+    *a = n->attr;
+    *vouch_s = (double)(until - now) / 1e6;
+    return ent;
+}
+
+/* Answer a LOOKUP from fs->names if invariant 7 allows; false: ask. */
+static bool lookup_cached(struct rfs_fs *fs, fuse_req_t req,
+                          fuse_ino_t parent, const char *name)
+{
+    struct proto_attr a;
+    double vouch_s;
+    struct inotab_ent *ent =
+        cached_ok(fs, ncache_get(&fs->names, parent, name), &a, &vouch_s);
+
+    if (!ent)
+        return false;
+    reply_entry(fs, req, ent->data, &a, vouch_s);
+    return true;
+}
+
+static void lookup_cb(int status, struct vinode *vi, const struct proto_attr *a,
+                      bool created, void *arg)
+{
+    struct fop_lookup *l = arg;
+    struct rfs_fs *fs = req_fs(l->req);
+    struct inotab_ent *ent;
+
+    (void)created;
+    if (status < 0) {
+        fuse_reply_err(l->req, -status);
+        free(l);
+        return;
+    }
+    ent = reply_entry(fs, l->req, vi, a, -1);
+    if (ent && (S_ISREG(a->mode) || S_ISDIR(a->mode)) &&
+        !fs->opts->no_namecache &&
+        !fs->stopping && l->nc_epoch == fs->nc_epoch &&
+        l->inval_gen == fs->inval_gen && volume_inode_quiet(vi))
+        (void)ncache_put(&fs->names, l->parent, l->name, ent->ino,
+                         l->nc_epoch, a); /* -ENOMEM: not remembered */
+    free(l);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -238,13 +358,33 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct rfs_fs *fs = req_fs(req);
     struct vinode *pvi = ino_vi(fs, parent);
     int rc = name_ok(parent, name, false);
+    struct fop_lookup *l;
+    size_t len;
 
     if (rc == 0 && !pvi)
         rc = -ESTALE;
-    if (rc == 0)
-        rc = volume_lookup(fs->vol, pvi, name, entry_cb, req);
-    if (rc < 0)
+    if (rc < 0) {
         fuse_reply_err(req, -rc);
+        return;
+    }
+    if (lookup_cached(fs, req, parent, name))
+        return;
+    len = strlen(name);
+    l = malloc(sizeof(*l) + len + 1);
+    if (!l) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    l->req = req;
+    l->parent = parent;
+    l->nc_epoch = fs->nc_epoch;
+    l->inval_gen = fs->inval_gen;
+    memcpy(l->name, name, len + 1);
+    rc = volume_lookup(fs->vol, pvi, name, lookup_cb, l);
+    if (rc < 0) {
+        fuse_reply_err(req, -rc);
+        free(l);
+    }
 }
 
 static void forget_one(struct rfs_fs *fs, fuse_ino_t ino, uint64_t n)
@@ -291,16 +431,74 @@ static void attr_cb(int status, const struct proto_attr *a, void *arg)
     fuse_reply_attr(req, &st, fs->opts->attr_timeout);
 }
 
+/* The root has no name to look up, yet with default_permissions every
+ * path walk asks for its attributes once they expire: they are kept in
+ * fs->names under (0, "") by the same rules (invariant 7). */
+struct fop_rootattr {
+    fuse_req_t req;
+    uint64_t nc_epoch;
+    uint64_t inval_gen;
+};
+
+static void rootattr_cb(int status, const struct proto_attr *a, void *arg)
+{
+    struct fop_rootattr *r = arg;
+    struct rfs_fs *fs = req_fs(r->req);
+    struct vinode *root = ino_vi(fs, FUSE_ROOT_ID);
+
+    if (status == 0 && root && !fs->opts->no_namecache && !fs->stopping &&
+        r->nc_epoch == fs->nc_epoch && r->inval_gen == fs->inval_gen &&
+        volume_inode_quiet(root))
+        (void)ncache_put(&fs->names, 0, "", FUSE_ROOT_ID, r->nc_epoch, a);
+    attr_cb(status, a, r->req);
+    free(r);
+}
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino,
                        struct fuse_file_info *fi)
 {
     struct rfs_fs *fs = req_fs(req);
     struct vinode *vi = ino_vi(fs, ino);
-    int rc = vi ? volume_getattr(fs->vol, vi, attr_cb, req) : -ESTALE;
+    struct proto_attr a;
+    struct inotab_ent *ent;
+    struct stat st;
+    double vouch_s;
+    int rc;
 
     (void)fi;
+    ent = cached_ok(fs, ncache_get_ino(&fs->names, ino), &a, &vouch_s);
+    if (ent) { /* invariant 7 */
+        kstamp_set(ent, &a);
+        attr_to_stat(&a, ent->ino, &st);
+        fuse_reply_attr(req, &st, fs->opts->attr_timeout < vouch_s
+                                      ? fs->opts->attr_timeout
+                                      : vouch_s);
+        return;
+    }
+    if (vi && ino == FUSE_ROOT_ID) {
+        struct fop_rootattr *r = malloc(sizeof(*r));
+
+        if (!r) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        *r = (struct fop_rootattr){req, fs->nc_epoch, fs->inval_gen};
+        rc = volume_getattr(fs->vol, vi, rootattr_cb, r);
+        if (rc < 0) {
+            free(r);
+            fuse_reply_err(req, -rc);
+        }
+        return;
+    }
+    rc = vi ? volume_getattr(fs->vol, vi, attr_cb, req) : -ESTALE;
     if (rc < 0)
         fuse_reply_err(req, -rc);
+}
+
+static void setattr_cb(int status, const struct proto_attr *a, void *arg)
+{
+    own_change(req_fs(arg));
+    attr_cb(status, a, arg);
 }
 
 static struct proto_time now_time(void)
@@ -356,10 +554,12 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
                       : (struct proto_time){attr->st_mtim.tv_sec,
                                             (uint32_t)attr->st_mtim.tv_nsec};
     }
-    if (r.valid == 0) /* only ctime (or nothing): a getattr */
+    if (r.valid == 0) { /* only ctime (or nothing): a getattr */
         rc = volume_getattr(fs->vol, vi, attr_cb, req);
-    else
-        rc = volume_setattr(fs->vol, vi, &r, attr_cb, req);
+    } else {
+        own_change(fs);
+        rc = volume_setattr(fs->vol, vi, &r, setattr_cb, req);
+    }
     if (rc < 0)
         fuse_reply_err(req, -stale(rc));
 }
@@ -435,8 +635,11 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
         fuse_reply_err(req, -rc);
 }
 
+/* unlink, rmdir, rename, flush, fsync: done (the first three and a
+ * writer's flush changed something). */
 static void status_cb(int status, void *arg)
 {
+    own_change(req_fs(arg));
     fuse_reply_err(arg, -status);
 }
 
@@ -631,6 +834,7 @@ static void create_trunc_cb(int status, const struct proto_attr *a, void *arg)
 {
     struct fop_create *c = arg;
 
+    own_change(c->fs);
     if (status < 0) {
         fuse_reply_err(c->req, -status);
         create_free(c);
@@ -647,6 +851,7 @@ static void create_cb(int status, struct vinode *vi, const struct proto_attr *a,
     struct setattr_req r = {0};
     int rc;
 
+    own_change(c->fs);
     if (status < 0) {
         fuse_reply_err(c->req, -status);
         create_free(c);
@@ -749,6 +954,7 @@ static void write_cb(int status, uint32_t count, const struct proto_attr *a,
 {
     struct fop_write *w = arg;
 
+    own_change(req_fs(w->req));
     if (status < 0) {
         fuse_reply_err(w->req, -status);
     } else {
@@ -784,6 +990,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
     /* fi->flags are the file's flags at this write (FUSE 7.9+). */
     w->append = (fi->flags & O_APPEND) != 0;
     memcpy(w->data, buf, size);
+    own_change(fs);
     rc = volume_write(fs->vol, f, w->append ? VOLUME_APPEND : (uint64_t)off,
                       w->data, size, write_cb, w);
     if (rc < 0) {
@@ -1150,5 +1357,6 @@ static void put_vinode(void *data)
 
 void fs_drop_inodes(struct rfs_fs *fs)
 {
+    ncache_fini(&fs->names);
     inotab_fini(&fs->inodes, put_vinode);
 }

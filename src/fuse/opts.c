@@ -7,7 +7,7 @@
  * for fstab lines (it may add -n, -s, -v, which are accepted and ignored).
  * Each -o option is one of:
  *   ours         ping-timeout=S, prefer-brick=N, readahead=KIB, self-heal,
- *                noleases, attr_timeout=S,
+ *                noleases, nonamecache, attr_timeout=S,
  *                entry_timeout=S, log=error|warn|info|debug
  *   FUSE's       allow_other, allow_root, default_permissions, auto_unmount,
  *                max_read=N, fsname=, subtype= (passed to libfuse)
@@ -149,6 +149,10 @@ static int take_opt(struct mount_opts *o, const char *opt, bool *fsname)
         o->no_leases = true;
         return 0;
     }
+    if (strcmp(opt, "nonamecache") == 0) {
+        o->no_namecache = true;
+        return 0;
+    }
     if (strncmp(opt, "log=", 4) == 0) {
         static const char *const lv[] = {"error", "warn", "info", "debug"};
 
@@ -196,7 +200,7 @@ static void usage(FILE *f)
             "  -f  stay in the foreground, log to stderr\n"
             "  -d  like -f, with debug logging\n"
             "options: ping-timeout=SEC (5), prefer-brick=N, readahead=KIB (256), "
-            "self-heal,\n  noleases, attr_timeout=SEC "
+            "self-heal,\n  noleases, nonamecache, attr_timeout=SEC "
             "(ping-timeout),\n"
             "  entry_timeout=SEC (ping-timeout), log=LEVEL, allow_other, ro, "
             "default_permissions,\n"

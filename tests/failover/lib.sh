@@ -223,8 +223,8 @@ pm_in_b() { nsenter --net="/run/netns/$PM_NSB" "$@"; }
 pm_reachable() { bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 
 # fo_pm_start: the namespaces and links above, 3 fresh bricks, mount 1 in
-# ns M and mount 2 in the root namespace (options $FO_PM_M2_OPTS, default
-# ping-timeout=2), all bricks seen up by both.
+# ns M and mount 2 in the root namespace (options $FO_PM_M1_OPTS and
+# $FO_PM_M2_OPTS, default ping-timeout=2), all bricks seen up by both.
 fo_pm_start() {
     local r i host
     for _ in $(seq 20); do
@@ -286,7 +286,7 @@ fo_pm_start() {
     done
     mkdir -p "$T/m1"
     nsenter --net="/run/netns/$PM_NSM" "$RFS_BIN_DIR/mount.replicafs" "$VOL" "$T/m1" -f \
-        -o ping-timeout=2 >>"$T/m1.log" 2>&1 &
+        -o "${FO_PM_M1_OPTS:-ping-timeout=2}" >>"$T/m1.log" 2>&1 &
     MOUNTS+=("$T/m1")
     MOUNT_PIDS+=("$!")
     wait_for 60 mountpoint -q "$T/m1" || fail "mount m1 (in ns M) did not come up"
